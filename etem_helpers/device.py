@@ -1,0 +1,101 @@
+"""Compute device, data-loader workers and seeding."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+
+_BINDER_VARIABLES = ("BINDER_SERVICE_HOST", "BINDER_REQUEST", "BINDER_REPO_URL", "BINDER_LAUNCH_HOST")
+
+
+def get_device(device="auto"):
+    """Return the torch device to compute on.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"`` picks CUDA, then Apple MPS, then the CPU. Any other value (``"cpu"``,
+        ``"cuda:1"``, ...) is checked and returned as a ``torch.device``.
+
+    Returns
+    -------
+    torch.device
+    """
+    import torch
+
+    if isinstance(device, torch.device):
+        chosen = device
+    elif str(device).lower() == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    else:
+        try:
+            chosen = torch.device(str(device))
+        except RuntimeError as error:
+            raise ValueError(
+                f"device={device!r} is not a valid torch device; use 'auto', 'cpu', 'cuda' or 'mps'."
+            ) from error
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available; use 'auto' or 'cpu'.")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r} was requested but MPS is not available; use 'auto' or 'cpu'.")
+    return chosen
+
+
+def on_binder() -> bool:
+    """Return True when running on mybinder.org (detected from its environment variables)."""
+    return any(name in os.environ for name in _BINDER_VARIABLES)
+
+
+def num_workers(max_workers: int = 4) -> int:
+    """Number of DataLoader worker processes suited to this machine.
+
+    0 on Binder (tiny memory, shared CPUs) and when only one CPU is available; otherwise one less
+    than the number of CPUs available to this process, at most ``max_workers``.
+    """
+    if on_binder():
+        return 0
+    try:
+        n_cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        n_cpus = os.cpu_count() or 1
+    return max(0, min(max_workers, n_cpus - 1))
+
+
+def seed_everything(seed: int, *, deterministic: bool = True) -> np.random.Generator:
+    """Seed Python, NumPy and PyTorch, and return a fresh NumPy generator for explicit use.
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative integer seed.
+    deterministic : bool
+        Also ask PyTorch for deterministic kernels (cuDNN benchmark off). Operations without a
+        deterministic implementation warn instead of failing.
+
+    Returns
+    -------
+    numpy.random.Generator
+        ``numpy.random.default_rng(seed)``: pass it to functions that take ``rng``.
+    """
+    if not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be a non-negative integer.")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - legacy global state used by some libraries
+    import torch
+
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return np.random.default_rng(seed)
