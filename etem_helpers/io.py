@@ -1,0 +1,993 @@
+"""Read and write (E-)TEM micrographs with their pixel-size calibration.
+
+:func:`read_micrograph` returns a :class:`Micrograph` (``image``, ``pixel_size_nm``,
+``metadata``) for MRC, TIFF, DigitalMicrograph (DM3/DM4), EMD, TIA SER, PNG and JPEG files.
+The calibration always comes from the file or from an explicit ``pixel_size_nm`` argument:
+this module never assumes 1 nm/px.
+
+Policies (documented choices)
+-----------------------------
+- The returned image is always a 2-D ``float32`` array.
+- Stacks (MRC stacks, multi-page TIFF, 3-D DM data) need ``frame=<int>``, ``frame="mean"``
+  or ``frame="sum"``; a negative ``frame`` counts from the end, as in Python indexing.
+- Complex data (MRC modes 3/4, DM complex images, ...) are read as their magnitude, with a
+  ``UserWarning``.
+- Colour images (RGB/RGBA) whose colour channels are identical are read as channel 0.
+  Genuinely coloured images are converted to grey with the ITU-R BT.709 luma weights
+  (0.2125, 0.7154, 0.0721, as :func:`skimage.color.rgb2gray`) and a ``UserWarning``.
+  The alpha channel is ignored.
+- TIFF XResolution/YResolution with an inch or centimetre ResolutionUnit that gives a pixel
+  larger than 1 µm is taken to be a print/screen resolution (e.g. 72 dpi written by image
+  editors), not a microscope calibration, and is ignored.
+- With ``require_calibration=False`` a file whose calibration cannot be used (missing or in
+  units that cannot be converted to nm) gives ``pixel_size_nm=None`` and source ``"none"``;
+  the reason is kept in ``metadata["calibration_error"]``.
+- Non-square pixels: the x (column) pixel size is used, both are recorded as
+  ``metadata["pixel_size_x_nm"]`` and ``metadata["pixel_size_y_nm"]``, and a warning is
+  issued when they differ by more than 1 %.
+
+EMD needs the optional dependency ``h5py`` (``pip install h5py``); DM3/DM4/SER are read with
+the pure-Python readers of RosettaSciIO.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import warnings
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "WRITABLE_EXTENSIONS",
+    "CorruptFileError",
+    "EmptyImageError",
+    "InvalidPixelSizeError",
+    "InvalidPixelValuesError",
+    "MicrographError",
+    "MicrographNotFoundError",
+    "Micrograph",
+    "MissingCalibrationError",
+    "MissingDependencyError",
+    "NotAnImageError",
+    "UnknownUnitsError",
+    "UnsupportedFormatError",
+    "read_micrograph",
+    "write_micrograph",
+]
+
+#: File extensions understood by :func:`read_micrograph` (lower case, with the dot),
+#: mapped to the ``metadata["format"]`` value.
+_FORMAT_BY_EXTENSION = {
+    ".mrc": "mrc",
+    ".mrcs": "mrc",
+    ".map": "mrc",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".dm3": "dm3",
+    ".dm4": "dm4",
+    ".emd": "emd",
+    ".ser": "ser",
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+}
+SUPPORTED_EXTENSIONS: tuple[str, ...] = tuple(_FORMAT_BY_EXTENSION)
+#: File extensions understood by :func:`write_micrograph`.
+WRITABLE_EXTENSIONS: tuple[str, ...] = (".mrc", ".tif", ".tiff")
+
+# Length units -> factor to nanometres. Keys are lower case.
+_NM_PER_UNIT = {
+    "nm": 1.0,
+    "nanometer": 1.0,
+    "nanometers": 1.0,
+    "nanometre": 1.0,
+    "nanometres": 1.0,
+    "µm": 1e3,  # micro sign U+00B5
+    "μm": 1e3,  # Greek small letter mu U+03BC
+    "um": 1e3,
+    "micron": 1e3,
+    "microns": 1e3,
+    "micrometer": 1e3,
+    "micrometers": 1e3,
+    "micrometre": 1e3,
+    "micrometres": 1e3,
+    "å": 0.1,  # U+00C5 lowered
+    "Å": 0.1,  # angstrom sign U+212B
+    "a": 0.1,
+    "ang": 0.1,
+    "angstrom": 0.1,
+    "angstroms": 0.1,
+    "pm": 1e-3,
+    "picometer": 1e-3,
+    "picometers": 1e-3,
+    "mm": 1e6,
+    "cm": 1e7,
+    "m": 1e9,
+    "meter": 1e9,
+    "meters": 1e9,
+    "metre": 1e9,
+    "metres": 1e9,
+}
+# Unit strings that mean "no unit at all".
+_ABSENT_UNITS = {"", "<undefined>", "undefined", "none", "t.undefined"}
+# TIFF ResolutionUnit codes -> nm per unit (1 = NONE has no physical unit).
+_NM_PER_TIFF_RESUNIT = {2: 2.54e7, 3: 1e7, 4: 1e6, 5: 1e3}
+_TIFF_RESUNIT_NAMES = {1: "none", 2: "inch", 3: "centimeter", 4: "millimeter", 5: "micrometer"}
+# Pixel sizes above this from an inch/cm TIFF resolution are print resolutions (dpi).
+_MAX_TIFF_RESOLUTION_PIXEL_NM = 1000.0
+_NON_SQUARE_TOLERANCE = 0.01
+_MRC_METADATA_MARKER = "etem_helpers metadata (json):"
+_MRC_LABEL_LENGTH = 80
+_MRC_MAX_LABELS = 10
+_MRC_CHUNK_END = "~"
+_BT709_LUMA = (0.2125, 0.7154, 0.0721)
+
+
+# --------------------------------------------------------------------------------------
+# Exceptions
+# --------------------------------------------------------------------------------------
+class MicrographError(ValueError):
+    """Base class of every error raised while reading or writing a micrograph."""
+
+
+class MicrographNotFoundError(MicrographError, FileNotFoundError):
+    """The micrograph file does not exist (or is a directory)."""
+
+
+class UnsupportedFormatError(MicrographError):
+    """The file extension is not one this module can read or write."""
+
+
+class CorruptFileError(MicrographError):
+    """The file could not be decoded (truncated, corrupt or not the format its name says)."""
+
+
+class NotAnImageError(MicrographError):
+    """The data are not a single 2-D image (1-D, >3-D, a stack without ``frame``, ...)."""
+
+
+class EmptyImageError(MicrographError):
+    """The data have a dimension of size 0."""
+
+
+class InvalidPixelValuesError(MicrographError):
+    """The image contains NaN or infinite values."""
+
+
+class MissingCalibrationError(MicrographError):
+    """The file has no usable pixel-size calibration and none was given."""
+
+
+class UnknownUnitsError(MicrographError):
+    """The file's calibration is in units that cannot be converted to nanometres."""
+
+
+class InvalidPixelSizeError(MicrographError):
+    """A ``pixel_size_nm`` argument is not a finite positive number."""
+
+
+class MissingDependencyError(MicrographError, ImportError):
+    """An optional package needed for this file format is not installed."""
+
+
+# --------------------------------------------------------------------------------------
+# Public types
+# --------------------------------------------------------------------------------------
+class Micrograph(NamedTuple):
+    """A micrograph with its calibration.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        2-D ``float32`` image, shape (rows, columns).
+    pixel_size_nm : float or None
+        Pixel size in nm per pixel (x, i.e. along columns), or None when the file has no
+        calibration and ``require_calibration=False`` was passed.
+    metadata : dict
+        At least ``path``, ``format``, ``pixel_size_source``, ``original_dtype`` and ``shape``
+        (shape of the data as stored in the file), plus format-specific extras such as
+        ``voltage_kv``.
+    """
+
+    image: np.ndarray
+    pixel_size_nm: float | None
+    metadata: dict
+
+
+class _Calibration(NamedTuple):
+    """Pixel size read from a file (nm), where it came from, or why it is unusable."""
+
+    x_nm: float | None = None
+    y_nm: float | None = None
+    source: str = "none"
+    error: MicrographError | None = None
+
+
+class _RawRead(NamedTuple):
+    """What a format reader returns before the common checks."""
+
+    data: np.ndarray
+    calibration: _Calibration
+    extras: dict
+    is_colour: bool = False
+
+
+# --------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------
+def _name(path: Path) -> str:
+    return f"'{path}'"
+
+
+def _validate_pixel_size(pixel_size_nm: Any, *, argument: str, path: Path) -> float:
+    """Return ``pixel_size_nm`` as a float or raise :class:`InvalidPixelSizeError`."""
+    bad = (
+        isinstance(pixel_size_nm, bool)
+        or not isinstance(pixel_size_nm, numbers.Real)
+        or not math.isfinite(float(pixel_size_nm))
+        or float(pixel_size_nm) <= 0
+    )
+    if bad:
+        raise InvalidPixelSizeError(
+            f"{argument}={pixel_size_nm!r} for {_name(path)} is not valid: give the pixel size "
+            f"as a finite positive number in nm per pixel (e.g. {argument}=0.05)."
+        )
+    return float(pixel_size_nm)
+
+
+def _normalise_unit(unit: Any) -> str:
+    """Lower-case unit string with ImageJ's escaped micro sign decoded."""
+    text = "" if unit is None else str(unit)
+    text = text.replace("\\u00B5", "µ").replace("\\u00b5", "µ").strip()
+    return text if text == "Å" else text.lower()
+
+
+def _nm_per_unit(unit: Any, *, path: Path, where: str) -> float:
+    """Factor converting a length ``unit`` to nm, or raise :class:`UnknownUnitsError`."""
+    key = _normalise_unit(unit)
+    if key in _NM_PER_UNIT:
+        return _NM_PER_UNIT[key]
+    if key in {"pixel", "pixels", "px", "pix"}:
+        reason = "the calibration is in pixels, i.e. the image is not calibrated"
+    elif key.startswith("1/") or key.startswith("1 /") or key.endswith("^-1"):
+        reason = "this is a reciprocal-space unit (a diffraction pattern or an FFT?)"
+    else:
+        reason = "this is not a length unit this reader can convert to nm"
+    raise UnknownUnitsError(
+        f"{_name(path)}: {where} gives the pixel size in unit {unit!r}; {reason}. "
+        "Pass pixel_size_nm=... (nm per pixel) to read_micrograph to calibrate it yourself."
+    )
+
+
+def _calibration_from_scales(
+    x_scale: float, x_unit: Any, y_scale: float, y_unit: Any, *, path: Path, source: str
+) -> _Calibration:
+    """Convert axis scales in their units to a calibration in nm (or an error)."""
+    try:
+        if _normalise_unit(x_unit) in _ABSENT_UNITS:
+            if float(x_scale) == 1.0:
+                return _Calibration()
+            raise UnknownUnitsError(
+                f"{_name(path)}: the pixel size is {x_scale} with no unit, so it cannot be "
+                "converted to nm. Pass pixel_size_nm=... (nm per pixel) to read_micrograph."
+            )
+        x_nm = float(x_scale) * _nm_per_unit(x_unit, path=path, where="the x axis")
+        y_unit = x_unit if _normalise_unit(y_unit) in _ABSENT_UNITS else y_unit
+        y_nm = float(y_scale) * _nm_per_unit(y_unit, path=path, where="the y axis")
+    except UnknownUnitsError as error:
+        return _Calibration(error=error)
+    if not (math.isfinite(x_nm) and x_nm > 0):
+        return _Calibration()
+    if not (math.isfinite(y_nm) and y_nm > 0):
+        y_nm = x_nm
+    return _Calibration(x_nm=abs(x_nm), y_nm=abs(y_nm), source=source)
+
+
+def _squeeze_and_check_shape(data: np.ndarray, *, path: Path) -> np.ndarray:
+    """Drop size-1 axes; raise for empty, 1-D or >3-D data."""
+    if data.size == 0:
+        raise EmptyImageError(
+            f"{_name(path)} holds an empty array of shape {data.shape}: there is no image to "
+            "read. Check that the acquisition or export finished."
+        )
+    squeezed = np.squeeze(data)
+    if squeezed.ndim < 2:
+        raise NotAnImageError(
+            f"{_name(path)} holds {squeezed.ndim}-D data of shape {data.shape} "
+            "(a spectrum or profile?), not a 2-D image."
+        )
+    if squeezed.ndim > 3:
+        raise NotAnImageError(
+            f"{_name(path)} holds {squeezed.ndim}-D data of shape {data.shape}; only 2-D images "
+            "and 3-D stacks (frames, rows, columns) can be read. Extract one image first."
+        )
+    return squeezed
+
+
+def _to_grey(data: np.ndarray, *, path: Path) -> tuple[np.ndarray, dict]:
+    """Collapse a trailing colour axis (grey+alpha, RGB or RGBA) to one grey channel."""
+    n_channels = data.shape[-1]
+    if n_channels == 2:  # grey + alpha
+        return data[..., 0], {"colour": "grey+alpha", "colour_converted": False}
+    colour = data[..., :3]
+    if np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(
+        colour[..., 0], colour[..., 2]
+    ):
+        return data[..., 0], {"colour": "rgb-identical-channels", "colour_converted": False}
+    warnings.warn(
+        f"{_name(path)} is a colour image; converting it to grey with the BT.709 luma weights "
+        f"{_BT709_LUMA}. Micrographs are grey: check that this is not an annotated screenshot.",
+        UserWarning,
+        stacklevel=4,
+    )
+    grey = colour.astype(np.float64) @ np.asarray(_BT709_LUMA)
+    return grey, {"colour": "rgb", "colour_converted": True}
+
+
+def _select_frame(
+    data: np.ndarray, *, frame: int | str | None, path: Path
+) -> tuple[np.ndarray, dict]:
+    """Return one 2-D image from 2-D data or a 3-D stack (frames first)."""
+    n_frames = 1 if data.ndim == 2 else data.shape[0]
+    stack = data[np.newaxis] if data.ndim == 2 else data
+    if frame is None:
+        if data.ndim == 2:
+            return data, {}
+        raise NotAnImageError(
+            f"{_name(path)} holds a stack of {n_frames} frames, shape {data.shape} "
+            "(frames, rows, columns). Pass frame=<int> for one frame, or frame='mean' or "
+            "frame='sum' to combine them."
+        )
+    if isinstance(frame, str):
+        if frame not in {"mean", "sum"}:
+            raise NotAnImageError(
+                f"frame={frame!r} is not valid for {_name(path)}: use an integer index, "
+                "'mean' or 'sum'."
+            )
+        combine = np.mean if frame == "mean" else np.sum
+        image = combine(stack.astype(np.float64), axis=0)
+        return image, {"frame": frame, "n_frames": n_frames}
+    if isinstance(frame, bool) or not isinstance(frame, numbers.Integral):
+        raise NotAnImageError(
+            f"frame={frame!r} is not valid for {_name(path)}: use an integer index, "
+            "'mean' or 'sum'."
+        )
+    if not -n_frames <= int(frame) < n_frames:
+        raise NotAnImageError(
+            f"frame={frame} is out of range for {_name(path)}, which has {n_frames} frame(s) "
+            f"(shape {data.shape}); use 0 to {n_frames - 1}, or 'mean' or 'sum'."
+        )
+    return stack[int(frame)], {"frame": int(frame) % n_frames, "n_frames": n_frames}
+
+
+def _check_finite(
+    image: np.ndarray, *, nan_policy: str, path: Path
+) -> tuple[np.ndarray, dict]:
+    """Raise on NaN/Inf, or fill them with the median of the finite pixels."""
+    finite = np.isfinite(image)
+    n_bad = int(image.size - np.count_nonzero(finite))
+    if n_bad == 0:
+        return image, {}
+    n_nan = int(np.count_nonzero(np.isnan(image)))
+    if nan_policy == "fill" and n_bad < image.size:
+        median = float(np.median(image[finite]))
+        warnings.warn(
+            f"{_name(path)}: filled {n_bad} NaN/Inf pixel(s) with the median {median:.6g}.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return np.where(finite, image, median), {"n_filled_pixels": n_bad}
+    raise InvalidPixelValuesError(
+        f"{_name(path)} has {n_bad} of {image.size} pixels that are not finite "
+        f"({n_nan} NaN, {n_bad - n_nan} Inf). Fix the export (e.g. masked or divided-by-zero "
+        "regions), or pass nan_policy='fill' to replace them with the median of the finite "
+        "pixels."
+    )
+
+
+def _to_real(data: np.ndarray, *, path: Path) -> np.ndarray:
+    """Magnitude of complex data (with a warning); structured RGB(A) to a channel axis."""
+    if data.dtype.names is not None:
+        names = data.dtype.names
+        if {"R", "G", "B"} <= set(names):
+            return np.stack([data[c] for c in ("R", "G", "B")], axis=-1)
+        raise NotAnImageError(
+            f"{_name(path)} holds structured data with fields {names}, not an image."
+        )
+    if np.iscomplexobj(data):
+        warnings.warn(
+            f"{_name(path)} holds complex data (an FFT or exit wave?); returning its magnitude.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return np.abs(data)
+    if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_):
+        raise NotAnImageError(f"{_name(path)} holds non-numeric data of dtype {data.dtype}.")
+    return data
+
+
+# --------------------------------------------------------------------------------------
+# Format readers: each returns _RawRead and leaves the common checks to read_micrograph
+# --------------------------------------------------------------------------------------
+def _read_mrc(path: Path) -> _RawRead:
+    import mrcfile
+
+    try:
+        with mrcfile.open(path, mode="r", permissive=False) as mrc:
+            data = np.array(mrc.data)
+            voxel = mrc.voxel_size
+            header = mrc.header
+            n_labels = int(header.nlabl)
+            labels = [
+                bytes(header.label[i]).decode("ascii", errors="replace").rstrip("\x00 ")
+                for i in range(min(n_labels, _MRC_MAX_LABELS))
+            ]
+            extras: dict[str, Any] = {
+                "mrc_mode": int(header.mode),
+                "mrc_space_group": int(header.ispg),
+                "mrc_labels": labels,
+                "mrc_exttyp": bytes(header.exttyp).decode("ascii", errors="replace").strip("\x00 "),
+            }
+            fei = _mrc_fei_extended_header(mrc)
+    except (ValueError, OSError, EOFError) as error:
+        raise CorruptFileError(
+            f"{_name(path)} could not be read as an MRC file ({error}). The file may be "
+            "truncated or not an MRC file; re-export or re-copy it."
+        ) from error
+    user = _labels_to_metadata(labels)
+    if user is not None:
+        extras["user_metadata"] = user
+    extras.update({k: v for k, v in fei.items() if k == "voltage_kv"})
+    x_a, y_a = float(voxel.x), float(voxel.y)
+    if x_a > 0 and math.isfinite(x_a):
+        y_nm = y_a / 10.0 if y_a > 0 and math.isfinite(y_a) else x_a / 10.0
+        calibration = _Calibration(x_nm=x_a / 10.0, y_nm=y_nm, source="file:mrc-header")
+    elif "pixel_size_x_nm" in fei:
+        calibration = _Calibration(
+            x_nm=fei["pixel_size_x_nm"],
+            y_nm=fei.get("pixel_size_y_nm", fei["pixel_size_x_nm"]),
+            source="file:mrc-fei-extended-header",
+        )
+    else:
+        calibration = _Calibration()
+    return _RawRead(data=data, calibration=calibration, extras=extras)
+
+
+def _mrc_fei_extended_header(mrc: Any) -> dict:
+    """Voltage and pixel size from an FEI1/FEI2 extended header (SI units in the file)."""
+    try:
+        if bytes(mrc.header.exttyp) not in (b"FEI1", b"FEI2"):
+            return {}
+        ext = mrc.indexed_extended_header
+        out: dict[str, float] = {}
+        if ext is None or len(ext) == 0:
+            return out
+        names = ext.dtype.names or ()
+        if "HT" in names and float(ext["HT"][0]) > 0:
+            out["voltage_kv"] = float(ext["HT"][0]) / 1000.0
+        if "Pixel size X" in names and float(ext["Pixel size X"][0]) > 0:
+            out["pixel_size_x_nm"] = float(ext["Pixel size X"][0]) * 1e9
+            if "Pixel size Y" in names and float(ext["Pixel size Y"][0]) > 0:
+                out["pixel_size_y_nm"] = float(ext["Pixel size Y"][0]) * 1e9
+        return out
+    except (ValueError, KeyError, TypeError, IndexError):
+        return {}
+
+
+def _labels_to_metadata(labels: list[str]) -> dict | None:
+    """Decode the user metadata written by :func:`write_micrograph` into MRC labels."""
+    if _MRC_METADATA_MARKER not in labels:
+        return None
+    start = labels.index(_MRC_METADATA_MARKER) + 1
+    try:
+        # each chunk ends with a sentinel so that trailing spaces survive label padding
+        value = json.loads("".join(label.removesuffix(_MRC_CHUNK_END) for label in labels[start:]))
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _read_tiff(path: Path) -> _RawRead:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            data = series.asarray()
+            axes = series.axes
+            page = tif.pages.first
+            tags = page.tags
+            x_res = tags.valueof(282)
+            y_res = tags.valueof(283)
+            res_unit = tags.valueof(296, default=2)
+            imagej = tif.imagej_metadata
+            fei = tif.fei_metadata
+            sem = tif.sem_metadata
+    except (tifffile.TiffFileError, ValueError, OSError, EOFError, KeyError, IndexError) as error:
+        raise CorruptFileError(
+            f"{_name(path)} could not be read as a TIFF file ({type(error).__name__}: {error}). "
+            "The file may be truncated or not a TIFF; re-export or re-copy it."
+        ) from error
+    extras: dict[str, Any] = {"tiff_axes": axes}
+    is_colour = "S" in axes and axes.endswith("S")
+    if imagej:
+        extras["imagej_metadata"] = {
+            k: v for k, v in imagej.items() if isinstance(v, str | int | float | bool)
+        }
+        info = imagej.get("Info")
+        if isinstance(info, str):
+            try:
+                user = json.loads(info)
+            except ValueError:
+                user = None
+            if isinstance(user, dict):
+                extras["user_metadata"] = user
+    voltage = _nested_get(fei, ("Beam", "HV"))
+    if isinstance(voltage, numbers.Real) and voltage > 0:
+        extras["voltage_kv"] = float(voltage) / 1000.0
+    calibration = _tiff_calibration(
+        path=path, x_res=x_res, y_res=y_res, res_unit=res_unit, imagej=imagej, fei=fei, sem=sem,
+        extras=extras,
+    )
+    return _RawRead(data=data, calibration=calibration, extras=extras, is_colour=is_colour)
+
+
+def _nested_get(mapping: Any, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if not isinstance(mapping, dict) or key not in mapping:
+            return None
+        mapping = mapping[key]
+    return mapping
+
+
+def _rational(value: Any) -> float | None:
+    """TIFF RATIONAL (numerator, denominator) to a float, None if absent or invalid."""
+    if value is None:
+        return None
+    try:
+        numerator, denominator = value
+        result = float(numerator) / float(denominator)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return result if math.isfinite(result) and result > 0 else None
+
+
+def _tiff_calibration(
+    *,
+    path: Path,
+    x_res: Any,
+    y_res: Any,
+    res_unit: Any,
+    imagej: dict | None,
+    fei: dict | None,
+    sem: dict | None,
+    extras: dict,
+) -> _Calibration:
+    """Pixel size from (in order) FEI/Thermo, Zeiss SEM, ImageJ, then TIFF resolution tags."""
+    width_m = _nested_get(fei, ("Scan", "PixelWidth"))
+    if isinstance(width_m, numbers.Real) and width_m > 0:
+        height_m = _nested_get(fei, ("Scan", "PixelHeight"))
+        height_m = height_m if isinstance(height_m, numbers.Real) and height_m > 0 else width_m
+        return _Calibration(
+            x_nm=float(width_m) * 1e9, y_nm=float(height_m) * 1e9, source="file:fei-metadata"
+        )
+    for key in ("ap_image_pixel_size", "ap_pixel_size"):
+        entry = (sem or {}).get(key)
+        if isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[1], numbers.Real):
+            _, value, unit = entry
+            return _calibration_from_scales(
+                value, unit, value, unit, path=path, source="file:zeiss-sem-metadata"
+            )
+    x_per_unit = _rational(x_res)
+    y_per_unit = _rational(y_res) or x_per_unit
+    if imagej and "unit" in imagej:
+        if x_per_unit is None:
+            return _Calibration()
+        y_unit = imagej.get("yunit", imagej["unit"])
+        return _calibration_from_scales(
+            1.0 / x_per_unit, imagej["unit"], 1.0 / y_per_unit, y_unit,
+            path=path, source="file:imagej",
+        )
+    if x_per_unit is None:
+        return _Calibration()
+    unit_code = int(res_unit) if res_unit is not None else 2
+    if unit_code in _NM_PER_TIFF_RESUNIT:
+        x_nm = _NM_PER_TIFF_RESUNIT[unit_code] / x_per_unit
+        y_nm = _NM_PER_TIFF_RESUNIT[unit_code] / y_per_unit
+        if x_nm > _MAX_TIFF_RESOLUTION_PIXEL_NM:
+            extras["tiff_print_resolution"] = (x_per_unit, _TIFF_RESUNIT_NAMES[unit_code])
+            return _Calibration()
+        return _Calibration(x_nm=x_nm, y_nm=y_nm, source="file:tiff-resolution")
+    if unit_code == 1 and (x_per_unit != 1.0 or y_per_unit != 1.0):
+        return _Calibration(
+            error=UnknownUnitsError(
+                f"{_name(path)}: the TIFF resolution is {x_per_unit:g} pixels per unit with "
+                "ResolutionUnit NONE and no ImageJ unit, so the length unit is unknown. Pass "
+                "pixel_size_nm=... (nm per pixel) to read_micrograph."
+            )
+        )
+    if unit_code not in (1, *_NM_PER_TIFF_RESUNIT):
+        return _Calibration(
+            error=UnknownUnitsError(
+                f"{_name(path)}: unknown TIFF ResolutionUnit {unit_code}. Pass "
+                "pixel_size_nm=... (nm per pixel) to read_micrograph."
+            )
+        )
+    return _Calibration()
+
+
+def _read_rsciio(path: Path, fmt: str) -> _RawRead:
+    module_name = {"dm3": "digitalmicrograph", "dm4": "digitalmicrograph", "emd": "emd"}.get(
+        fmt, "tia"
+    )
+    try:
+        if module_name == "emd":
+            from rsciio.emd import file_reader
+        elif module_name == "digitalmicrograph":
+            from rsciio.digitalmicrograph import file_reader
+        else:
+            from rsciio.tia import file_reader
+    except ImportError as error:
+        raise MissingDependencyError(
+            f"Reading {_name(path)} ({fmt.upper()}) needs a package that is not installed: "
+            f"{error.name or error}. Install it (e.g. `pip install h5py` for EMD) and retry."
+        ) from error
+    try:
+        signals = file_reader(str(path), lazy=False)
+    except Exception as error:  # any decoder failure: unreadable file
+        raise CorruptFileError(
+            f"{_name(path)} could not be read as {fmt.upper()} by RosettaSciIO "
+            f"({type(error).__name__}: {error}). The file may be truncated or corrupt."
+        ) from error
+    images = [s for s in signals if sum(not a.get("navigate", False) for a in s["axes"]) == 2]
+    if not images:
+        shapes = [np.shape(s["data"]) for s in signals]
+        raise NotAnImageError(
+            f"{_name(path)} holds no image signal (signals of shape {shapes}: spectra or "
+            "line scans?)."
+        )
+    signal = images[0]
+    data = np.asarray(signal["data"])
+    meta = signal.get("metadata", {}) or {}
+    extras: dict[str, Any] = {
+        "n_signals": len(signals),
+        "signal_title": _nested_get(meta, ("General", "title")),
+        "rsciio_axes": [
+            {
+                "name": a.get("name"),
+                "size": int(a.get("size", 0)),
+                "scale": float(a.get("scale", 1.0)),
+                "offset": float(a.get("offset", 0.0)),
+                "units": str(a.get("units")),
+                "navigate": bool(a.get("navigate", False)),
+            }
+            for a in signal["axes"]
+        ],
+    }
+    for microscope in ("TEM", "SEM"):
+        energy = _nested_get(meta, ("Acquisition_instrument", microscope, "beam_energy"))
+        if isinstance(energy, numbers.Real) and energy > 0:
+            extras["voltage_kv"] = float(energy)
+        magnification = _nested_get(meta, ("Acquisition_instrument", microscope, "magnification"))
+        if isinstance(magnification, numbers.Real):
+            extras["magnification"] = float(magnification)
+    signal_axes = [a for a in signal["axes"] if not a.get("navigate", False)]
+    y_axis, x_axis = signal_axes[-2], signal_axes[-1]
+    calibration = _calibration_from_scales(
+        x_axis.get("scale", 1.0), x_axis.get("units"), y_axis.get("scale", 1.0),
+        y_axis.get("units"), path=path, source="file:rosettasciio",
+    )
+    return _RawRead(data=data, calibration=calibration, extras=extras)
+
+
+def _read_raster(path: Path) -> _RawRead:
+    import imageio.v3 as iio
+
+    try:
+        data = np.asarray(iio.imread(path))
+    except Exception as error:  # any decoder failure: unreadable file
+        raise CorruptFileError(
+            f"{_name(path)} could not be decoded as an image ({type(error).__name__}: {error})."
+        ) from error
+    is_colour = data.ndim == 3 and data.shape[-1] in (2, 3, 4)
+    return _RawRead(data=data, calibration=_Calibration(), extras={}, is_colour=is_colour)
+
+
+# --------------------------------------------------------------------------------------
+# Public functions
+# --------------------------------------------------------------------------------------
+def read_micrograph(
+    path: str | os.PathLike,
+    *,
+    pixel_size_nm: float | None = None,
+    frame: int | str | None = None,
+    require_calibration: bool = True,
+    nan_policy: str = "raise",
+) -> Micrograph:
+    """Read a micrograph and its pixel-size calibration.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File to read; the format is chosen by extension (see ``SUPPORTED_EXTENSIONS``):
+        MRC (.mrc/.mrcs/.map), TIFF (.tif/.tiff), DigitalMicrograph (.dm3/.dm4), EMD (.emd,
+        needs h5py), TIA (.ser), PNG and JPEG (.png/.jpg/.jpeg, never calibrated).
+    pixel_size_nm : float, optional
+        Pixel size in nm per pixel. Overrides the file's calibration (the file's value, if any,
+        is kept in ``metadata["file_pixel_size_nm"]``). Must be finite and positive.
+    frame : int or {"mean", "sum"}, optional
+        For stacks (3-D data, frames first): the frame index (negative counts from the end),
+        or combine all frames by mean or sum. Required for stacks; a 2-D image counts as a
+        stack of one frame.
+    require_calibration : bool, default True
+        If True, raise :class:`MissingCalibrationError` (no calibration) or
+        :class:`UnknownUnitsError` (unconvertible units) when no pixel size is available.
+        If False, return ``pixel_size_nm=None`` with source ``"none"`` instead.
+    nan_policy : {"raise", "fill"}, default "raise"
+        What to do with NaN/Inf pixels: raise :class:`InvalidPixelValuesError`, or replace
+        them by the median of the finite pixels (with a warning).
+
+    Returns
+    -------
+    Micrograph
+        ``(image, pixel_size_nm, metadata)``: ``image`` is 2-D float32, ``pixel_size_nm`` in nm
+        per pixel (or None), ``metadata`` has ``path``, ``format``, ``pixel_size_source``
+        (``"file:<what>"``, ``"argument"`` or ``"none"``), ``original_dtype``, ``shape`` and
+        format-specific extras.
+
+    Raises
+    ------
+    MicrographNotFoundError
+        The file does not exist (also a ``FileNotFoundError``).
+    UnsupportedFormatError
+        The extension is not supported.
+    CorruptFileError
+        The file cannot be decoded (truncated, corrupt).
+    NotAnImageError
+        1-D or >3-D data, or a stack without ``frame``, or a bad ``frame``.
+    EmptyImageError
+        The data have a dimension of size 0.
+    InvalidPixelValuesError
+        NaN or Inf pixels with ``nan_policy="raise"``.
+    MissingCalibrationError, UnknownUnitsError
+        No usable calibration and ``require_calibration=True``.
+    InvalidPixelSizeError
+        ``pixel_size_nm`` is not a finite positive number.
+    MissingDependencyError
+        An optional reader dependency (h5py for EMD) is missing.
+
+    Examples
+    --------
+    >>> image, pixel_size_nm, meta = read_micrograph("particles.mrc")  # doctest: +SKIP
+    >>> meta["pixel_size_source"]  # doctest: +SKIP
+    'file:mrc-header'
+    """
+    path = Path(path)
+    if pixel_size_nm is not None:
+        pixel_size_nm = _validate_pixel_size(pixel_size_nm, argument="pixel_size_nm", path=path)
+    if nan_policy not in {"raise", "fill"}:
+        raise MicrographError(
+            f"nan_policy={nan_policy!r} is not valid for {_name(path)}: use 'raise' or 'fill'."
+        )
+    if not path.exists():
+        raise MicrographNotFoundError(
+            f"Micrograph file {_name(path)} does not exist (working directory: "
+            f"'{Path.cwd()}'). Check the path and file name."
+        )
+    if path.is_dir():
+        raise MicrographNotFoundError(f"{_name(path)} is a directory, not a micrograph file.")
+    fmt = _FORMAT_BY_EXTENSION.get(path.suffix.lower())
+    if fmt is None:
+        raise UnsupportedFormatError(
+            f"{_name(path)} has extension {path.suffix!r}, which is not supported. "
+            f"Supported extensions: {', '.join(SUPPORTED_EXTENSIONS)}. Convert the file "
+            "(e.g. with Fiji) to TIFF or MRC."
+        )
+
+    if fmt == "mrc":
+        raw = _read_mrc(path)
+    elif fmt == "tiff":
+        raw = _read_tiff(path)
+    elif fmt in {"dm3", "dm4", "emd", "ser"}:
+        raw = _read_rsciio(path, fmt)
+    else:
+        raw = _read_raster(path)
+
+    data = _to_real(raw.data, path=path)
+    metadata: dict[str, Any] = {
+        "path": str(path),
+        "format": fmt,
+        "original_dtype": str(raw.data.dtype),
+        "shape": tuple(int(n) for n in raw.data.shape),
+    }
+    metadata.update(raw.extras)
+    is_colour = raw.is_colour or data.ndim == raw.data.ndim + 1
+    if data.size == 0:
+        _squeeze_and_check_shape(data, path=path)  # raises EmptyImageError
+    if is_colour:
+        data, colour_info = _to_grey(data, path=path)
+        metadata.update(colour_info)
+    data = _squeeze_and_check_shape(data, path=path)
+    image, frame_info = _select_frame(data, frame=frame, path=path)
+    metadata.update(frame_info)
+    image = np.asarray(image, dtype=np.float32)
+    image, fill_info = _check_finite(image, nan_policy=nan_policy, path=path)
+    metadata.update(fill_info)
+    image = np.ascontiguousarray(image, dtype=np.float32)
+
+    calibration = raw.calibration
+    if calibration.x_nm is not None:
+        metadata["pixel_size_x_nm"] = calibration.x_nm
+        metadata["pixel_size_y_nm"] = calibration.y_nm
+        if abs(calibration.y_nm - calibration.x_nm) > _NON_SQUARE_TOLERANCE * calibration.x_nm:
+            warnings.warn(
+                f"{_name(path)} has non-square pixels: x {calibration.x_nm:.6g} nm, "
+                f"y {calibration.y_nm:.6g} nm. Using the x pixel size; resample the image "
+                "to square pixels before measuring shapes.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    if pixel_size_nm is not None:
+        if calibration.x_nm is not None:
+            metadata["file_pixel_size_nm"] = calibration.x_nm
+            metadata["file_pixel_size_source"] = calibration.source
+        if calibration.error is not None:
+            metadata["calibration_error"] = str(calibration.error)
+        metadata["pixel_size_source"] = "argument"
+        return Micrograph(image=image, pixel_size_nm=pixel_size_nm, metadata=metadata)
+
+    if calibration.x_nm is not None:
+        metadata["pixel_size_source"] = calibration.source
+        return Micrograph(image=image, pixel_size_nm=calibration.x_nm, metadata=metadata)
+
+    error = calibration.error or MissingCalibrationError(
+        f"{_name(path)} has no pixel-size calibration ({fmt.upper()} file"
+        + (
+            f"; its TIFF resolution {metadata['tiff_print_resolution'][0]:g} per "
+            f"{metadata['tiff_print_resolution'][1]} looks like a print resolution"
+            if "tiff_print_resolution" in metadata
+            else ""
+        )
+        + "). Pass pixel_size_nm=... (nm per pixel, from the microscope's scale bar or "
+        "session log) to read_micrograph, or require_calibration=False to read it uncalibrated."
+    )
+    if require_calibration:
+        raise error
+    metadata["pixel_size_source"] = "none"
+    metadata["calibration_error"] = str(error)
+    return Micrograph(image=image, pixel_size_nm=None, metadata=metadata)
+
+
+def write_micrograph(
+    path: str | os.PathLike,
+    image: np.ndarray,
+    pixel_size_nm: float,
+    *,
+    overwrite: bool = False,
+    metadata: dict | None = None,
+) -> Path:
+    """Write a calibrated 2-D micrograph as MRC or ImageJ-compatible TIFF (float32).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file; ``.mrc`` (voxel size stored in Å = 10 × nm) or ``.tif``/``.tiff``
+        (ImageJ hyperstack with resolution 1/pixel_size_nm per nm and unit "nm", so that Fiji
+        shows the calibration). Parent directories are created.
+    image : numpy.ndarray
+        2-D real array (rows, columns) with finite values; stored as float32.
+    pixel_size_nm : float
+        Pixel size in nm per pixel, finite and positive.
+    overwrite : bool, default False
+        Replace an existing file. If False and the file exists, raise ``FileExistsError``.
+    metadata : dict, optional
+        JSON-serialisable extra metadata, read back as ``metadata["user_metadata"]`` by
+        :func:`read_micrograph`. Stored as JSON in the ImageJ ``Info`` property (TIFF) or in
+        the header labels (MRC: at most 8 × 79 ASCII characters of JSON).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        The extension is not .mrc, .tif or .tiff.
+    FileExistsError
+        The file exists and ``overwrite=False``.
+    InvalidPixelSizeError
+        ``pixel_size_nm`` is not finite and positive.
+    NotAnImageError, EmptyImageError, InvalidPixelValuesError
+        ``image`` is not 2-D real, is empty, or holds NaN/Inf.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in WRITABLE_EXTENSIONS:
+        raise UnsupportedFormatError(
+            f"Cannot write {_name(path)}: extension {path.suffix!r} is not supported for "
+            f"writing. Use one of {', '.join(WRITABLE_EXTENSIONS)}."
+        )
+    pixel_size_nm = _validate_pixel_size(pixel_size_nm, argument="pixel_size_nm", path=path)
+    array = np.asarray(image)
+    if array.ndim != 2 or np.iscomplexobj(array) or not (
+        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+    ):
+        raise NotAnImageError(
+            f"Cannot write {_name(path)}: image must be a 2-D real array, got shape "
+            f"{array.shape} and dtype {array.dtype}. Select one frame or take the magnitude."
+        )
+    if array.size == 0:
+        raise EmptyImageError(f"Cannot write {_name(path)}: image has shape {array.shape}.")
+    data = np.ascontiguousarray(array, dtype=np.float32)
+    n_bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+    if n_bad:
+        raise InvalidPixelValuesError(
+            f"Cannot write {_name(path)}: image has {n_bad} NaN/Inf pixel(s) (after conversion "
+            "to float32). Replace them first, e.g. with the median."
+        )
+    user_json = None
+    if metadata is not None:
+        try:
+            user_json = json.dumps(metadata, ensure_ascii=True, sort_keys=True)
+        except (TypeError, ValueError) as error:
+            raise MicrographError(
+                f"Cannot write {_name(path)}: metadata must be JSON-serialisable ({error})."
+            ) from error
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{_name(path)} already exists; pass overwrite=True to replace it or choose "
+            "another file name."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".mrc":
+        _write_mrc(path, data, pixel_size_nm=pixel_size_nm, user_json=user_json)
+    else:
+        _write_tiff(path, data, pixel_size_nm=pixel_size_nm, user_json=user_json)
+    return path
+
+
+def _write_mrc(path: Path, data: np.ndarray, *, pixel_size_nm: float, user_json: str | None):
+    import mrcfile
+
+    labels = []
+    if user_json is not None:
+        size = _MRC_LABEL_LENGTH - len(_MRC_CHUNK_END)
+        chunks = [
+            user_json[i : i + size] + _MRC_CHUNK_END for i in range(0, len(user_json), size)
+        ]
+        # mrcfile adds its own "Created by" label; one more holds the marker.
+        if len(chunks) > _MRC_MAX_LABELS - 2:
+            raise MicrographError(
+                f"Cannot write {_name(path)}: metadata is {len(user_json)} characters of JSON; "
+                f"MRC labels hold at most {(_MRC_MAX_LABELS - 2) * (_MRC_LABEL_LENGTH - 1)}. Write a "
+                "TIFF or keep the metadata in a side-car file."
+            )
+        labels = [_MRC_METADATA_MARKER, *chunks]
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(data)
+        mrc.voxel_size = pixel_size_nm * 10.0  # MRC stores Å
+        for label in labels:
+            mrc.add_label(label)
+
+
+def _write_tiff(path: Path, data: np.ndarray, *, pixel_size_nm: float, user_json: str | None):
+    import tifffile
+
+    imagej_metadata: dict[str, Any] = {"unit": "nm"}
+    if user_json is not None:
+        imagej_metadata["Info"] = user_json
+    tifffile.imwrite(
+        path,
+        data,
+        imagej=True,
+        resolution=(1.0 / pixel_size_nm, 1.0 / pixel_size_nm),
+        metadata=imagej_metadata,
+    )
