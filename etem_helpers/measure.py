@@ -2,7 +2,7 @@
 
 The single function :func:`measure_particles` turns a label map (0 = background,
 one positive integer id per particle) into the particle table defined in the
-project contract (``/work/shared/design/contract.md``). The same function is used
+project contract (``docs/contract.md``). The same function is used
 for the simulator's ground truth, for the model output and for the classical
 baselines, so that all three are measured identically.
 

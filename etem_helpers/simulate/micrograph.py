@@ -1,6 +1,6 @@
 """Simulate one (E-)TEM / HRTEM micrograph with exact ground truth.
 
-Pipeline (``shared/design/physics.md``), on the ``oversample`` x finer render grid:
+Pipeline (``docs/physics.md``), on the ``oversample`` x finer render grid:
 
 1. particles placed and rendered as projected phase (:mod:`.specimen`), plus an amorphous
    carbon support (:func:`.support.amorphous_carbon_phase`);

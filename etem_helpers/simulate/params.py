@@ -6,7 +6,7 @@ an out-of-range value raises :class:`ValueError` naming the field, its value, th
 range and what to do. :func:`sample_params` draws realistic randomised parameters for
 training data; its distributions are documented in its docstring.
 
-Ranges follow ``shared/design/physics.md`` (Kirkland conventions: ``defocus_nm > 0`` is
+Ranges follow ``docs/physics.md`` (Kirkland conventions: ``defocus_nm > 0`` is
 underfocus). Validation ranges are deliberately a little wider than the "typical" ranges
 drawn by :func:`sample_params`, so that teaching notebooks can explore extreme settings
 (e.g. large defocus for Fresnel fringes) without tripping the validator.

@@ -6,7 +6,7 @@ render pixel ``(i, j)`` at ``(i p_r, j p_r)`` with ``p_r = p / oversample``; thi
 sampling that :func:`etem_helpers.simulate.optics.fourier_crop` preserves, so the true
 label map (evaluated on the output grid) lines up with the rendered image.
 
-Physics (``shared/design/physics.md``):
+Physics (``docs/physics.md``):
 
 * **Crystals on the [1-10] zone** (HRTEM regime): fcc columns with the (111) planes
   edge-on. Rows at ``y_k = k h`` with ``h = a / sqrt(3)``; columns at
