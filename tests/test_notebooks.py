@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 
-from etem_helpers import course
+from etem_helpers import course, real_data
+
+# The shared real sample beside the project (as in conftest.py's SHARED_REAL).
+SHARED_REAL = Path(__file__).resolve().parents[2] / "shared" / "real" / "msa-em-sintering"
 
 NOTEBOOKS = course.list_notebooks()
 NAMES = [p.name for p in NOTEBOOKS]
@@ -55,8 +59,37 @@ def _check_00(results):
     assert results["profile"]["name"] == "smoke"
 
 
+def _check_01(results):
+    n_images = results["profile"]["n_images"]
+    assert results["n_images"] == n_images
+    assert results["n_particles"] > 0
+    assert results["dataset_reused"] is False and results["images_per_s"] > 0
+    assert results["readback"]["all_match"]
+    assert results["readback"]["max_pixel_size_rel_error"] < 1e-6
+    errors = results["thon_rings"]["relative_errors"]
+    assert len(errors) >= 3 and all(e < 0.03 for e in errors), errors
+    assert results["stitch_max_error"] < 1e-5
+    assert results["leakage"] is False
+    assert sum(results["split_sizes"].values()) == n_images
+    assert min(results["split_sizes"].values()) >= 1
+    assert results["card"]["n_particles"] == results["n_particles"]
+    assert results["real_available"] == SHARED_REAL.is_dir()
+    if results["real_available"]:
+        assert "sim_vs_real" in results["figures"]
+    for path in results["figures"].values():
+        assert Path(path).is_file(), path
+
+
+def _prepare_01(data_dir):
+    """Put the shared real sample into the notebook's data cache (no network in tests)."""
+    if SHARED_REAL.is_dir():
+        real_data.populate_cache_from(SHARED_REAL, data_dir)
+
+
 # One check per notebook number: a notebook without a check fails, so none runs unchecked.
-CHECKS = {"00": _check_00}
+CHECKS = {"00": _check_00, "01": _check_01}
+# Optional preparation per notebook number, called with the data_dir before it runs.
+PREPARE = {"01": _prepare_01}
 
 
 @pytest.mark.notebook
@@ -64,6 +97,8 @@ CHECKS = {"00": _check_00}
 def test_notebook_runs_in_smoke_profile(notebook, tmp_path, notebook_timings):
     number = notebook.name[:2]
     assert number in CHECKS, f"add a results check for {notebook.name} to CHECKS"
+    if number in PREPARE:
+        PREPARE[number](tmp_path / "data")
     run = course.execute_notebook(notebook, tmp_path / "outputs", profile="smoke",
                                   data_dir=tmp_path / "data")
     notebook_timings.append(run)
