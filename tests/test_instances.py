@@ -108,6 +108,19 @@ def test_split_three_touching_in_a_row():
     assert set(np.unique(pred)) == {0, 1, 2, 3}
 
 
+def test_split_survives_gaps_in_the_predicted_boundary():
+    labels = _paint((64, 70), TWO_TOUCHING)
+    targets = labels_to_targets(labels)
+    boundary = targets[1].copy()
+    boundary[32:, :] = 0.0  # the network found only the upper half of the contact band
+    from scipy import ndimage as ndi
+
+    assert ndi.label((targets[0] > 0) & (boundary < 0.5))[1] == 1  # cores still touch
+    pred = split_instances(targets[0], boundary)
+    assert pred.max() == 2
+    assert min(_best_iou_per_truth(labels, pred)) > 0.85
+
+
 def test_split_without_boundary_uses_distance_watershed():
     labels = _paint((64, 70), [((32, 22), 12), ((32, 43), 12)])
     pred = split_instances((labels > 0).astype(np.float32), None, min_distance_px=5)
@@ -120,6 +133,14 @@ def test_split_does_not_cut_a_rod_without_boundary():
     rod[15:25, 10:110] = 1.0
     pred = split_instances(rod, None, min_distance_px=3)
     assert pred.max() == 1
+
+
+def test_split_h_px_decides_between_neck_and_bump():
+    # Disks of radius 12, centres 18 px apart: the distance transform peaks at ~12 and the
+    # neck at ~8, so the second peak rises ~4 px above the saddle.
+    blob = (_paint((60, 80), [((30, 31), 12), ((30, 49), 12)]) > 0).astype(np.float32)
+    assert split_instances(blob, None, h_px=2.0).max() == 2
+    assert split_instances(blob, None, h_px=6.0).max() == 1
 
 
 def test_split_empty_gives_zeros():

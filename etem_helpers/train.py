@@ -1,0 +1,558 @@
+"""Training loop for the particle-segmentation U-Net, and a command-line entry point.
+
+From Python (e.g. a notebook)::
+
+    from etem_helpers import segment, train
+    model = segment.build_unet("light", seed=0)
+    history = train.train_segmentation(model, train_loader, val_loader, epochs=20)
+
+From a shell::
+
+    python -m etem_helpers.train --config config.json --out model.pt
+
+where ``config.json`` names a dataset directory written by :mod:`etem_helpers.simulate` (or
+simulator settings to create one) and the training settings; see :data:`DEFAULT_CONFIG`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "evaluate_segmentation",
+    "load_config",
+    "main",
+    "run_training",
+    "train_segmentation",
+]
+
+_SCHEDULERS = ("cosine", "plateau", None)
+
+
+def _batch_to_device(batch, device):
+    """(image, target) from a DataLoader batch (extra items such as ids are ignored)."""
+    if not isinstance(batch, list | tuple) or len(batch) < 2:
+        raise ValueError(
+            "Each batch must be (images (B, 1, H, W), targets (B, 2, H, W)); got "
+            f"{type(batch).__name__}. Use etem_helpers.data.SegmentationDataset or a "
+            "TensorDataset of (image, target)."
+        )
+    import torch
+
+    images, targets = batch[0], batch[1]
+    return (
+        images.to(device=device, dtype=torch.float32),
+        targets.to(device=device, dtype=torch.float32),
+    )
+
+
+def evaluate_segmentation(
+    model,
+    loader,
+    *,
+    device="cpu",
+    loss_kwargs: Mapping[str, Any] | None = None,
+    threshold: float = 0.5,
+) -> dict[str, float]:
+    """Mean loss and foreground Dice of a model over a data loader (no gradients).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Segmentation network (2 output logits).
+    loader : iterable of (images, targets)
+        Batches of images (B, 1, H, W) and targets (B, 2, H, W) (or (B, 1, H, W)).
+    device : str or torch.device
+        Where to compute.
+    loss_kwargs : dict, optional
+        Keyword arguments of :func:`etem_helpers.segment.dice_bce_loss`.
+    threshold : float
+        Probability threshold (0–1) for the hard foreground mask of the Dice score.
+
+    Returns
+    -------
+    dict
+        ``{"loss": mean loss per image, "dice": foreground Dice over all pixels of the loader}``
+        (Dice is 1.0 when neither prediction nor target has foreground).
+    """
+    import torch
+
+    from .segment import _resolve_device, dice_bce_loss
+
+    device = _resolve_device(device)
+    was_training = model.training
+    model.eval()
+    loss_sum, n_images, intersection, total = 0.0, 0, 0.0, 0.0
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                images, targets = _batch_to_device(batch, device)
+                logits = model(images)
+                loss = dice_bce_loss(logits, targets, **dict(loss_kwargs or {}))
+                loss_sum += float(loss) * images.shape[0]
+                n_images += images.shape[0]
+                predicted = torch.sigmoid(logits[:, 0]) > threshold
+                truth = targets[:, 0] > 0.5
+                intersection += float((predicted & truth).sum())
+                total += float(predicted.sum() + truth.sum())
+    finally:
+        model.train(was_training)
+    if n_images == 0:
+        raise ValueError("The loader yielded no batches; check the dataset and batch size.")
+    dice = 1.0 if total == 0 else 2.0 * intersection / total
+    return {"loss": loss_sum / n_images, "dice": dice}
+
+
+def _make_scheduler(optimizer, scheduler: str | None, *, epochs: int, patience: int | None):
+    import torch
+
+    if scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(int(epochs), 1))
+    if scheduler == "plateau":
+        plateau_patience = max(1, (patience or 4) // 2)
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=0.5, patience=plateau_patience
+        )
+    return None
+
+
+def train_segmentation(
+    model,
+    train_loader,
+    val_loader=None,
+    *,
+    epochs: int,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    device="cpu",
+    early_stopping_patience: int | None = 5,
+    scheduler: str | None = "cosine",
+    amp: bool | str = "auto",
+    loss_kwargs: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    callback: Callable[[int, dict], Any] | None = None,
+) -> dict[str, Any]:
+    """Train a segmentation U-Net with AdamW, keep the best epoch and restore its weights.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Network from :func:`etem_helpers.segment.build_unet` (trained in place).
+    train_loader : torch.utils.data.DataLoader
+        Batches ``(images (B, 1, H, W), targets (B, 2, H, W))``. If its dataset has
+        ``set_epoch(epoch)`` (as :class:`etem_helpers.data.SegmentationDataset`), it is called
+        before every epoch so that random crops change between epochs.
+    val_loader : torch.utils.data.DataLoader, optional
+        Validation batches; the best epoch is the one with the lowest validation loss. Without
+        it, the lowest training loss decides (and the Dice is NaN).
+    epochs : int
+        Maximum number of passes over ``train_loader``.
+    lr : float
+        Initial learning rate of AdamW.
+    weight_decay : float
+        AdamW weight decay.
+    device : str or torch.device
+        ``"cpu"``, ``"cuda"``, ``"mps"`` or ``"auto"``; the model is moved there.
+    early_stopping_patience : int or None
+        Stop after this many epochs without improvement of the monitored loss; None never stops
+        early.
+    scheduler : {"cosine", "plateau", None}
+        Cosine annealing over ``epochs``; halve the learning rate when the monitored loss stalls
+        for ``early_stopping_patience // 2`` epochs; or a constant learning rate.
+    amp : {"auto", True, False}
+        Mixed precision (float16 autocast with gradient scaling), CUDA only. ``"auto"`` enables
+        it on CUDA devices.
+    loss_kwargs : dict, optional
+        Keyword arguments of :func:`etem_helpers.segment.dice_bce_loss`.
+    progress : bool
+        Show a tqdm progress bar over epochs.
+    callback : callable, optional
+        ``callback(epoch, history)`` after every epoch (epoch counts from 1), e.g. to redraw a
+        live loss curve in a notebook.
+
+    Returns
+    -------
+    dict
+        History (plain Python types, JSON-serialisable): ``epoch``, ``train_loss``,
+        ``val_loss``, ``val_dice``, ``lr``, ``seconds`` (lists, one entry per epoch),
+        ``best_epoch``, ``best_loss``, ``monitor`` ("val_loss" or "train_loss"),
+        ``stopped_early``. The model holds the weights of ``best_epoch`` on return.
+
+    Notes
+    -----
+    On the CPU the run is deterministic when the model weights (``build_unet(seed=...)``) and
+    the loader order (``DataLoader(generator=torch.Generator().manual_seed(...))``, dataset
+    seed) are fixed.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from .segment import _resolve_device, dice_bce_loss
+
+    if int(epochs) != epochs or epochs < 1:
+        raise ValueError(f"epochs={epochs} must be a positive integer.")
+    if scheduler not in _SCHEDULERS:
+        raise ValueError(f"scheduler={scheduler!r} is not known; use 'cosine', 'plateau' or None.")
+    if early_stopping_patience is not None and early_stopping_patience < 1:
+        raise ValueError(
+            f"early_stopping_patience={early_stopping_patience} must be >= 1 or None (no stop)."
+        )
+    device = _resolve_device(device)
+    if amp == "auto":
+        use_amp = device.type == "cuda"
+    elif amp in (True, False):
+        use_amp = bool(amp)
+        if use_amp and device.type != "cuda":
+            raise ValueError(f"amp=True needs a CUDA device (got {device}); use amp='auto'.")
+    else:
+        raise ValueError(f"amp={amp!r} must be 'auto', True or False.")
+    loss_kwargs = dict(loss_kwargs or {})
+
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    lr_scheduler = _make_scheduler(
+        optimizer, scheduler, epochs=int(epochs), patience=early_stopping_patience
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    monitor = "val_loss" if val_loader is not None else "train_loss"
+    history: dict[str, Any] = {
+        "epoch": [], "train_loss": [], "val_loss": [], "val_dice": [], "lr": [], "seconds": [],
+        "best_epoch": None, "best_loss": None, "monitor": monitor, "stopped_early": False,
+    }  # fmt: skip
+    best_loss, best_state, epochs_without_improvement = math.inf, None, 0
+
+    bar = tqdm(range(1, int(epochs) + 1), desc="training", unit="epoch", disable=not progress)
+    for epoch in bar:
+        started = time.perf_counter()
+        dataset = getattr(train_loader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch - 1)
+        model.train()
+        loss_sum, n_images = 0.0, 0
+        for batch in train_loader:
+            images, targets = _batch_to_device(batch, device)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                logits = model(images)
+            loss = dice_bce_loss(logits.float(), targets, **loss_kwargs)
+            if not torch.isfinite(loss):
+                raise RuntimeError(
+                    f"The training loss became {float(loss)} at epoch {epoch}; lower lr "
+                    f"(now {optimizer.param_groups[0]['lr']:.2g}) or check the inputs for NaN."
+                )
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += float(loss.detach()) * images.shape[0]
+            n_images += images.shape[0]
+        if n_images == 0:
+            raise ValueError("train_loader yielded no batches; check the dataset and batch size.")
+        train_loss = loss_sum / n_images
+        if val_loader is not None:
+            scores = evaluate_segmentation(model, val_loader, device=device, loss_kwargs=loss_kwargs)
+            val_loss, val_dice = scores["loss"], scores["dice"]
+        else:
+            val_loss, val_dice = math.nan, math.nan
+        monitored = val_loss if val_loader is not None else train_loss
+
+        history["epoch"].append(epoch)
+        history["train_loss"].append(float(train_loss))
+        history["val_loss"].append(float(val_loss))
+        history["val_dice"].append(float(val_dice))
+        history["lr"].append(float(optimizer.param_groups[0]["lr"]))
+        history["seconds"].append(time.perf_counter() - started)
+
+        if monitored < best_loss:
+            best_loss, epochs_without_improvement = monitored, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            history["best_epoch"], history["best_loss"] = epoch, float(monitored)
+        else:
+            epochs_without_improvement += 1
+        if lr_scheduler is not None:
+            if scheduler == "plateau":
+                lr_scheduler.step(monitored)
+            else:
+                lr_scheduler.step()
+        bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}", dice=f"{val_dice:.3f}")
+        if callback is not None:
+            callback(epoch, history)
+        if (
+            early_stopping_patience is not None
+            and epochs_without_improvement >= early_stopping_patience
+        ):
+            history["stopped_early"] = True
+            break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
+
+
+# --------------------------------------------------------------------------------------------
+# Command line: configuration -> dataset -> training -> checkpoint
+# --------------------------------------------------------------------------------------------
+
+#: Defaults of the JSON configuration read by :func:`load_config` (read-only).
+DEFAULT_CONFIG: Mapping[str, Any] = MappingProxyType(
+    {
+        # data: an existing dataset directory, or simulator settings to write one
+        "dataset_dir": None,
+        "simulate": None,  # {"n_images", "out_dir", "regime", "image_size_px", "n_jobs"}
+        "split_fractions": [0.70, 0.15, 0.15],
+        "target_pixel_size_nm": None,  # None keeps each micrograph's own pixel size
+        "pixel_size_range_nm": None,  # None: range of the dataset's pixel sizes
+        "normalize": "percentile",
+        # model and training
+        "preset": "light",
+        "encoder_weights": None,
+        "epochs": 30,
+        "batch_size": 8,
+        "tile_px": 256,
+        "tiles_per_image": 8,
+        "augment": True,
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "early_stopping_patience": 5,
+        "scheduler": "cosine",
+        "num_workers": 0,
+        "device": "auto",
+        "seed": 0,
+    }
+)
+
+
+def load_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """Read a training configuration (JSON file or dict) and fill in the defaults.
+
+    Parameters
+    ----------
+    source : str, pathlib.Path or dict
+        Path of a JSON file, or the configuration itself.
+
+    Returns
+    -------
+    dict
+        :data:`DEFAULT_CONFIG` updated with ``source``. Unknown keys raise ``ValueError`` (they
+        are usually typos); exactly one of ``dataset_dir`` and ``simulate`` must be given.
+    """
+    if isinstance(source, Mapping):
+        given, origin = dict(source), "the configuration"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"Configuration file {path} not found.")
+        try:
+            given = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON: {error}.") from error
+        if not isinstance(given, dict):
+            raise ValueError(f"{path} must hold a JSON object {{...}} of settings.")
+        origin = str(path)
+    unknown = sorted(set(given) - set(DEFAULT_CONFIG))
+    if unknown:
+        raise ValueError(
+            f"Unknown keys {unknown} in {origin}; known keys: {sorted(DEFAULT_CONFIG)}."
+        )
+    config = {**copy.deepcopy(dict(DEFAULT_CONFIG)), **given}
+    if (config["dataset_dir"] is None) == (config["simulate"] is None):
+        raise ValueError(
+            f"{origin} must give exactly one of 'dataset_dir' (an existing dataset) or "
+            "'simulate' (settings for etem_helpers.simulate.generate_dataset)."
+        )
+    return config
+
+
+def _prepare_dataset(config: Mapping[str, Any]) -> Path:
+    """Dataset directory from the config, simulating it first if asked (and not yet done)."""
+    if config["dataset_dir"] is not None:
+        return Path(config["dataset_dir"])
+    settings = dict(config["simulate"])
+    if "out_dir" not in settings or "n_images" not in settings:
+        raise ValueError("'simulate' needs at least 'n_images' and 'out_dir'.")
+    out_dir = Path(settings.pop("out_dir"))
+    if (out_dir / "manifest.csv").is_file():
+        return out_dir  # already simulated: reuse
+    from .simulate import generate_dataset
+
+    generate_dataset(
+        int(settings.pop("n_images")),
+        out_dir,
+        seed=int(config["seed"]),
+        overwrite=False,
+        **settings,
+    )
+    return out_dir
+
+
+def _normalization_meta(method: str) -> dict[str, Any]:
+    """Record how the dataset normalised images (defaults of data.normalize_image)."""
+    import inspect
+
+    from .data import normalize_image
+
+    meta: dict[str, Any] = {"function": "etem_helpers.data.normalize_image", "method": method}
+    for name, parameter in inspect.signature(normalize_image).parameters.items():
+        if parameter.kind is parameter.KEYWORD_ONLY and name != "method":
+            meta[name] = parameter.default
+    return meta
+
+
+def run_training(
+    config: Mapping[str, Any],
+    out_path: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> tuple[dict[str, Any], Path]:
+    """Train a U-Net as described by a configuration and save the checkpoint.
+
+    Parameters
+    ----------
+    config : dict
+        Output of :func:`load_config`.
+    out_path : str or pathlib.Path
+        Checkpoint to write (``.pt``); the history goes beside it as ``<name>.history.json``.
+    overwrite : bool
+        Replace existing output files.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    history : dict
+        From :func:`train_segmentation`, plus ``test`` scores on the test split when it is
+        non-empty.
+    checkpoint_path : pathlib.Path
+        The file written by :func:`etem_helpers.segment.save_checkpoint`.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from .data import SegmentationDataset, read_manifest, split_by_micrograph
+    from .segment import build_unet, save_checkpoint
+
+    config = load_config(config)
+    out_path = Path(out_path)
+    history_path = out_path.with_name(out_path.stem + ".history.json")
+    for path in (out_path, history_path):
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it.")
+    seed = int(config["seed"])
+    dataset_dir = _prepare_dataset(config)
+    manifest = read_manifest(dataset_dir)
+    split = split_by_micrograph(
+        manifest["micrograph_id"], fractions=config["split_fractions"], seed=seed
+    )
+    common = dict(
+        tile_px=int(config["tile_px"]),
+        target_pixel_size_nm=config["target_pixel_size_nm"],
+        normalize=config["normalize"],
+        seed=seed,
+    )
+    train_set = SegmentationDataset(
+        dataset_dir,
+        split["train"],
+        mode="random",
+        tiles_per_image=int(config["tiles_per_image"]),
+        augment=bool(config["augment"]),
+        **common,
+    )
+    loader_kwargs = dict(batch_size=int(config["batch_size"]), num_workers=int(config["num_workers"]))
+    train_loader = DataLoader(
+        train_set, shuffle=True, generator=torch.Generator().manual_seed(seed), **loader_kwargs
+    )
+    val_loader = None
+    if split["val"]:
+        val_set = SegmentationDataset(dataset_dir, split["val"], mode="grid", **common)
+        val_loader = DataLoader(val_set, shuffle=False, **loader_kwargs)
+
+    model = build_unet(config["preset"], encoder_weights=config["encoder_weights"], seed=seed)
+    history = train_segmentation(
+        model,
+        train_loader,
+        val_loader,
+        epochs=int(config["epochs"]),
+        lr=float(config["lr"]),
+        weight_decay=float(config["weight_decay"]),
+        device=config["device"],
+        early_stopping_patience=config["early_stopping_patience"],
+        scheduler=config["scheduler"],
+        progress=progress,
+    )
+    metrics: dict[str, Any] = {
+        "best_epoch": history["best_epoch"],
+        "best_loss": history["best_loss"],
+        "monitor": history["monitor"],
+    }
+    if val_loader is not None:
+        metrics["val_dice"] = history["val_dice"][history["best_epoch"] - 1]
+    if split["test"]:
+        test_set = SegmentationDataset(dataset_dir, split["test"], mode="grid", **common)
+        test_scores = evaluate_segmentation(
+            model, DataLoader(test_set, shuffle=False, **loader_kwargs), device=config["device"]
+        )
+        metrics.update(test_loss=test_scores["loss"], test_dice=test_scores["dice"])
+        history["test"] = test_scores
+
+    pixel_sizes = manifest["pixel_size_nm"].astype(float)
+    if config["target_pixel_size_nm"] is not None:
+        pixel_size_nm = float(config["target_pixel_size_nm"])
+    else:
+        pixel_size_nm = float(pixel_sizes.median())
+    pixel_size_range_nm = config["pixel_size_range_nm"] or [
+        float(pixel_sizes.min()),
+        float(pixel_sizes.max()),
+    ]
+    checkpoint_path = save_checkpoint(
+        out_path,
+        model.cpu(),
+        preset=config["preset"],
+        normalization=_normalization_meta(config["normalize"]),
+        pixel_size_nm=pixel_size_nm,
+        pixel_size_range_nm=tuple(pixel_size_range_nm),
+        tile_px=int(config["tile_px"]),
+        metrics=metrics,
+        config={**config, "dataset_dir": str(dataset_dir), "split": split},
+        overwrite=overwrite,
+    )
+    history_path.write_text(json.dumps(history, indent=2))
+    return history, checkpoint_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point: ``python -m etem_helpers.train --config C.json --out M.pt``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m etem_helpers.train",
+        description="Train the particle-segmentation U-Net from a JSON configuration.",
+    )
+    parser.add_argument("--config", required=True, help="JSON file of settings (see DEFAULT_CONFIG)")
+    parser.add_argument("--out", required=True, help="checkpoint to write, e.g. model.pt")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--device", default=None, help="override the config: auto, cpu, cuda, mps")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    if args.device is not None:
+        config["device"] = args.device
+    history, path = run_training(
+        config, args.out, overwrite=args.overwrite, progress=not args.no_progress
+    )
+    best = history["best_epoch"]
+    print(
+        f"Saved {path} (best epoch {best}, {history['monitor']} {history['best_loss']:.4f}, "
+        f"val Dice {history['val_dice'][best - 1]:.3f})."
+    )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
