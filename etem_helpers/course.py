@@ -88,8 +88,16 @@ def save_results(output_dir: str | Path, number: int | str, results: dict) -> Pa
     return path
 
 
+def _private_memory_bytes(process) -> int:
+    """Unique set size (pages only this process holds) where the OS reports it, else RSS."""
+    try:
+        return process.memory_full_info().uss
+    except AttributeError:  # no USS on this platform
+        return process.memory_info().rss
+
+
 class _PeakMemoryMonitor:
-    """Poll the resident memory of this process's child processes (the Jupyter kernel) in a thread."""
+    """Poll the memory of this process's child processes (the Jupyter kernel and its workers)."""
 
     def __init__(self, interval_s: float = 0.1):
         self.interval_s = interval_s
@@ -103,9 +111,12 @@ class _PeakMemoryMonitor:
         me = psutil.Process()
         while not self._stop.is_set():
             total = 0
-            for child in me.children(recursive=True):
+            for kernel in me.children():
                 try:
-                    total += child.memory_info().rss
+                    # The kernel in full (RSS, with its libraries), plus what its worker processes
+                    # add on their own (USS): pages they share with the kernel are not counted twice.
+                    total += kernel.memory_info().rss
+                    total += sum(_private_memory_bytes(worker) for worker in kernel.children(recursive=True))
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     pass
             self.peak_bytes = max(self.peak_bytes, total)
@@ -144,6 +155,7 @@ def execute_notebook(
         Injected as ``DATA_DIR`` (default: ``output_dir/data``).
     parameters : dict, optional
         Further parameters to inject (UPPER_CASE names of the notebook's ``parameters`` cell).
+        ``INTERACTIVE`` is injected as False unless given here.
     kernel_name : str
         Jupyter kernel to use.
     cell_timeout_s : int
@@ -152,8 +164,9 @@ def execute_notebook(
     Returns
     -------
     dict
-        ``notebook``, ``seconds`` (wall time), ``peak_rss_mb`` (peak resident memory of the kernel
-        process tree, sampled every 0.1 s), ``executed`` (path) and ``results`` (the notebook's JSON).
+        ``notebook``, ``seconds`` (wall time), ``peak_rss_mb`` (peak memory of the kernel process
+        tree, sampled every 0.1 s: the kernel's resident size plus the private memory of its worker
+        processes, so that pages workers share with the kernel count once), ``executed`` (path) and ``results`` (the notebook's JSON).
     """
     import papermill
 
@@ -169,6 +182,9 @@ def execute_notebook(
         "PROFILE": profile,
         "OUTPUT_DIR": str(output_dir),
         "DATA_DIR": str(Path(data_dir).resolve() if data_dir else output_dir / "data"),
+        # Nobody can move a slider in a headless run, and displaying interactive ipywidgets under
+        # papermill can hang the kernel (nteract/papermill#723): notebooks skip them when False.
+        "INTERACTIVE": False,
         **(parameters or {}),
     }
     start = time.perf_counter()

@@ -34,6 +34,23 @@ def test_committed_notebook_is_clean(notebook):
     assert course.notebook_problems(notebook) == []
 
 
+REQUIRED_PARAMETERS = ("PROFILE", "DATA_DIR", "OUTPUT_DIR", "SEED", "DEVICE", "INTERACTIVE")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=NAMES)
+def test_parameters_cell_defines_the_course_parameters(notebook):
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    names = re.findall(r"^([A-Z][A-Z0-9_]*)\s*=", cell.source, flags=re.M)
+    assert set(REQUIRED_PARAMETERS) <= set(names), f"{notebook.name} lacks {set(REQUIRED_PARAMETERS) - set(names)}"
+    assert all(name.isupper() for name in names)
+    imports = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "import " in c.source]
+    assert imports and nb.cells.index(cell) > max(i for i in imports if i < nb.cells.index(cell)), \
+        "the parameters cell comes right after the imports"
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=NAMES)
 def test_notebook_has_its_own_colab_badge_and_the_skeleton(notebook):
     text = notebook.read_text()
