@@ -47,6 +47,7 @@ __all__ = [
     "CheckpointError",
     "build_unet",
     "dice_bce_loss",
+    "inference_tile_shape",
     "load_checkpoint",
     "predict_probabilities",
     "save_checkpoint",
@@ -454,51 +455,26 @@ def _round_up(value: int, multiple: int) -> int:
     return int(math.ceil(value / multiple) * multiple)
 
 
-def _tile_starts(length_px: int, tile_px: int, overlap_px: int) -> list[int]:
-    """Evenly spread tile starts covering [0, length) with overlaps of at least overlap_px."""
-    if length_px <= tile_px:
-        return [0]
-    n_tiles = math.ceil((length_px - overlap_px) / (tile_px - overlap_px))
-    return [round(i * (length_px - tile_px) / (n_tiles - 1)) for i in range(n_tiles)]
-
-
-def _blend_window(tile_px: int, overlap_px: int, *, ramp_start: bool, ramp_end: bool) -> np.ndarray:
-    """1-D raised-cosine window: ramps over overlap_px at inner tile edges, flat (1) elsewhere.
-
-    The ramp never reaches zero, so every pixel has a positive total weight.
-    """
-    window = np.ones(tile_px, dtype=np.float32)
-    ramp_px = min(overlap_px, tile_px // 2)
-    if ramp_px > 0:
-        ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(ramp_px) + 0.5) / ramp_px)
-        if ramp_start:
-            window[:ramp_px] = ramp
-        if ramp_end:
-            window[tile_px - ramp_px :] = ramp[::-1]
-    return window
-
-
 def _iter_tile_batches(
     image: np.ndarray, tile_shape: tuple[int, int], overlap_px: int, batch_size: int
 ) -> Iterator[tuple[np.ndarray, list[tuple[int, int]]]]:
-    """Yield (batch of tiles (b, th, tw), their top-left positions) without holding all tiles."""
-    starts_y = _tile_starts(image.shape[0], tile_shape[0], overlap_px)
-    starts_x = _tile_starts(image.shape[1], tile_shape[1], overlap_px)
-    positions = [(y, x) for y in starts_y for x in starts_x]
-    for first in range(0, len(positions), batch_size):
-        chunk = positions[first : first + batch_size]
-        tiles = np.stack([image[y : y + tile_shape[0], x : x + tile_shape[1]] for y, x in chunk])
-        yield tiles, chunk
+    """Yield (batch of tiles (b, th, tw), their top-left positions) without holding all tiles.
 
+    Tiles and positions come from :func:`etem_helpers.data.iter_tiles` (the package's one
+    tiling implementation).
+    """
+    from .data import iter_tiles
 
-def _axis_windows(length_px: int, tile_px: int, overlap_px: int) -> dict[int, np.ndarray]:
-    """Blending window of every tile start along one axis (no ramp at the image edges)."""
-    return {
-        start: _blend_window(
-            tile_px, overlap_px, ramp_start=start > 0, ramp_end=start + tile_px < length_px
-        )
-        for start in _tile_starts(length_px, tile_px, overlap_px)
-    }
+    tiles: list[np.ndarray] = []
+    positions: list[tuple[int, int]] = []
+    for tile, position in iter_tiles(image, tile_px=tile_shape, overlap_px=overlap_px):
+        tiles.append(tile)
+        positions.append(position)
+        if len(tiles) == batch_size:
+            yield np.stack(tiles), positions
+            tiles, positions = [], []
+    if tiles:
+        yield np.stack(tiles), positions
 
 
 def _forward_probabilities(model, batch, *, tta: bool):
@@ -516,6 +492,31 @@ def _forward_probabilities(model, batch, *, tta: bool):
     return total / 4.0
 
 
+def inference_tile_shape(image_shape, *, tile_px: int, multiple: int = 32) -> tuple[int, int]:
+    """Tile (height, width) used by :func:`predict_probabilities` for an image.
+
+    Parameters
+    ----------
+    image_shape : sequence of int
+        (H, W) of the image in pixels.
+    tile_px : int
+        Requested tile side in pixels (a multiple of ``multiple``).
+    multiple : int
+        Side multiple the network needs, in pixels (``2**encoder_depth``).
+
+    Returns
+    -------
+    (int, int)
+        ``min(tile_px, L rounded up to multiple)`` per axis: an axis shorter than a tile
+        gets one tile just large enough (reflect-padded) instead of a full tile.
+    """
+    height, width = (int(n) for n in tuple(image_shape)[-2:])
+    return (
+        min(int(tile_px), _round_up(height, multiple)),
+        min(int(tile_px), _round_up(width, multiple)),
+    )
+
+
 def predict_probabilities(
     model,
     image: np.ndarray,
@@ -525,12 +526,15 @@ def predict_probabilities(
     batch_size: int | None = None,
     device="cpu",
     tta: bool = False,
+    progress: bool = False,
 ) -> np.ndarray:
     """Per-pixel foreground and boundary probabilities of a normalised image of any size.
 
     The image is cut into overlapping tiles generated on the fly (at most ``batch_size`` tiles
-    in memory), each tile is run through the network, and the sigmoid outputs are blended with
-    a raised-cosine window into preallocated arrays, so memory stays bounded for huge images.
+    in memory) by :func:`etem_helpers.data.iter_tiles`, each tile is run through the network,
+    and the sigmoid outputs are blended with a raised-cosine window into the preallocated
+    arrays of a :class:`etem_helpers.data.TileStitcher`, so memory stays bounded for huge
+    images (about 12 bytes per pixel besides the input).
 
     Parameters
     ----------
@@ -542,9 +546,10 @@ def predict_probabilities(
         at the model's pixel size.
     tile_px : int
         Tile side in pixels; a multiple of the network's size multiple (32 for depth-5 U-Nets).
-        Images smaller than a tile are reflect-padded up to the next multiple of 32 instead.
-        Tiles per axis: ``ceil((L - overlap_px) / (tile_px - overlap_px))``; e.g. a 1024-px
-        side needs 3 tiles of 512 but 2 tiles of 544 (with 64 px overlap).
+        An axis shorter than a tile gets one tile of its length rounded up to that multiple
+        (reflect-padded), see :func:`inference_tile_shape`. Tiles per axis:
+        ``ceil((L - overlap_px) / (tile_px - overlap_px))``; e.g. a 1024-px side needs 3
+        tiles of 512 but 2 tiles of 544 (with 64 px overlap).
     overlap_px : int
         Minimum overlap of neighbouring tiles in pixels (0 <= overlap_px < tile_px); the
         blending ramps over this width. A few tens of pixels hides tile-edge artefacts.
@@ -556,6 +561,8 @@ def predict_probabilities(
         ``"cpu"``, ``"cuda"``, ``"mps"`` or ``"auto"``.
     tta : bool
         Test-time augmentation: average over the 4 horizontal/vertical flips (4× slower).
+    progress : bool
+        Show a progress bar over the tiles (tqdm).
 
     Returns
     -------
@@ -564,6 +571,8 @@ def predict_probabilities(
         Deterministic for the same input, model and device.
     """
     import torch
+
+    from .data import TileStitcher, tile_positions
 
     image = np.asarray(image)
     if image.ndim != 2:
@@ -588,37 +597,34 @@ def predict_probabilities(
     if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
         raise ValueError(f"batch_size={batch_size} must be a positive integer or None.")
 
-    height, width = image.shape
-    tile_shape = (
-        min(int(tile_px), _round_up(height, multiple)),
-        min(int(tile_px), _round_up(width, multiple)),
-    )
-    pad = ((0, max(0, tile_shape[0] - height)), (0, max(0, tile_shape[1] - width)))
-    work = np.pad(image.astype(np.float32, copy=False), pad, mode="reflect")
-    padded_h, padded_w = work.shape
-
-    total = np.zeros((_CLASSES, padded_h, padded_w), dtype=np.float32)
-    weight = np.zeros((padded_h, padded_w), dtype=np.float32)
-    windows_y = _axis_windows(padded_h, tile_shape[0], int(overlap_px))
-    windows_x = _axis_windows(padded_w, tile_shape[1], int(overlap_px))
+    tile_shape = inference_tile_shape(image.shape, tile_px=int(tile_px), multiple=multiple)
+    # An axis with a single (shrunk) tile has no overlap, so the clamp changes nothing there.
+    overlap = min(int(overlap_px), min(tile_shape) - 1)
+    work = image.astype(np.float32, copy=False)
+    stitcher = TileStitcher(work.shape, tile_px=tile_shape, overlap_px=overlap, n_channels=_CLASSES)
+    n_tiles = len(tile_positions(work.shape, tile_px=tile_shape, overlap_px=overlap))
     torch_device = _resolve_device(device)
     if batch_size is None:
         batch_size = 1 if torch_device.type == "cpu" else 4
+    batches = _iter_tile_batches(work, tile_shape, overlap, int(batch_size))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_tiles, desc="tiles", unit="tile")
     was_training = model.training
     model.to(torch_device).eval()
     try:
         with torch.inference_mode():
-            for tiles, positions in _iter_tile_batches(
-                work, tile_shape, int(overlap_px), int(batch_size)
-            ):
-                batch = torch.from_numpy(tiles[:, None]).to(torch_device)
+            for tiles, positions in batches:
+                batch = torch.from_numpy(np.ascontiguousarray(tiles[:, None])).to(torch_device)
                 probs = _forward_probabilities(model, batch, tta=tta).float().cpu().numpy()
-                for prob, (y, x) in zip(probs, positions, strict=True):
-                    window = np.outer(windows_y[y], windows_x[x])
-                    region = (slice(y, y + tile_shape[0]), slice(x, x + tile_shape[1]))
-                    total[(slice(None), *region)] += prob[:_CLASSES] * window
-                    weight[region] += window
+                for prob, position in zip(probs, positions, strict=True):
+                    stitcher.add(prob[:_CLASSES], position)
+                if bar is not None:
+                    bar.update(len(positions))
     finally:
         model.train(was_training)
-    total /= weight
-    return np.ascontiguousarray(total[:, :height, :width])
+        if bar is not None:
+            bar.close()
+    return stitcher.result()

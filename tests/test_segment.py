@@ -278,3 +278,39 @@ def test_predict_rejects_bad_input(tiny_model):
         predict_probabilities(PointwiseModel(), np.zeros((32, 32)), tile_px=100)
     with pytest.raises(ValueError, match="overlap_px"):
         predict_probabilities(tiny_model, np.zeros((32, 32)), tile_px=64, overlap_px=64)
+
+
+def test_inference_uses_the_data_tiling_with_rectangular_tiles(monkeypatch):
+    from etem_helpers import data
+
+    # An axis shorter than a tile gets one tile just large enough (a multiple of 32).
+    assert segment.inference_tile_shape((20, 300), tile_px=64) == (32, 64)
+    assert segment.inference_tile_shape((1024, 1024), tile_px=544) == (544, 544)
+    calls = []
+    original = data.iter_tiles
+
+    def spy(image, *, tile_px, overlap_px):
+        calls.append((image.shape, tile_px, overlap_px))
+        return original(image, tile_px=tile_px, overlap_px=overlap_px)
+
+    monkeypatch.setattr(data, "iter_tiles", spy)
+    image = np.random.default_rng(5).normal(size=(20, 300)).astype(np.float32)
+    out = predict_probabilities(PointwiseModel(), image, tile_px=64, overlap_px=16)
+    assert calls == [((20, 300), (32, 64), 16)]
+    np.testing.assert_allclose(out, _expected_pointwise(image), atol=1e-5)
+    positions = data.tile_positions((20, 300), tile_px=(32, 64), overlap_px=16)
+    assert set(positions[:, 0]) == {0} and positions[-1, 1] + 64 == 300
+
+
+def test_stitcher_divides_in_place_and_is_finished_after_result():
+    from etem_helpers.data import TileStitcher, iter_tiles
+
+    image = np.random.default_rng(9).random((2, 70, 90)).astype(np.float32)
+    stitcher = TileStitcher((70, 90), tile_px=(32, 48), overlap_px=8, n_channels=2)
+    for tile, position in iter_tiles(image, tile_px=(32, 48), overlap_px=8):
+        stitcher.add(tile, position)
+    out = stitcher.result()
+    np.testing.assert_allclose(out, image, atol=1e-6)
+    assert stitcher.result() is out
+    with pytest.raises(ValueError, match="finished"):
+        stitcher.add(np.zeros((2, 32, 48)), (0, 0))

@@ -1,0 +1,218 @@
+"""Speed and memory of ``etem_helpers.analyze`` (seconds per image, stages, peak RSS).
+
+Usage::
+
+    python benchmarks/bench_analyze.py [--model PATH] [--repeats 7] [--skip-large]
+                                       [--large-size 8192] [--threads N]
+
+1. A 1024 × 1024 simulated low-magnification micrograph (``sample_params(default_rng(3),
+   "lowmag", 1024)``, seed 0: 80 particles of 4–13 nm at 0.38 nm/px): one warm-up call,
+   then ``--repeats`` timed calls of ``analyze`` on the CPU; prints the median, min/max and
+   interquartile range of the total seconds and the median seconds per stage
+   (read / normalise / predict / split / measure ...). Target: median <= 1 s.
+2. An 8192 × 8192 float32 micrograph (a mosaic of four simulated 1024 × 1024 low-mag
+   micrographs, flipped and rotated), analysed in a SUBPROCESS so that its peak resident
+   memory (``resource.getrusage``, the whole child process: Python, torch, the image and
+   the analysis; ``VmHWM`` on Linux) is measured alone. Target: peak RSS < 4 GB.
+
+``--model`` defaults to the shipped ``etem_helpers/models/default.pt``; if that file does
+not exist yet, a light-preset checkpoint with random weights is written to a temporary
+folder and used instead (said in the output). The network's speed does not depend on its
+weights, but the split and measure stages do (a random network predicts thousands of
+noise fragments), so only the predict figures of such a run are representative.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+STAGES = ("read", "load_model", "resample", "normalize", "predict", "split", "map_back",
+          "measure")
+
+
+def simulated_lowmag(size_px: int = 1024, *, params_seed: int = 3, seed: int = 0):
+    """(image float32, pixel size nm, n true particles) of a simulated low-mag micrograph."""
+    from etem_helpers.simulate import sample_params, simulate_micrograph
+
+    params = sample_params(np.random.default_rng(params_seed), "lowmag", image_size_px=size_px)
+    sim = simulate_micrograph(params, seed=seed)
+    return sim.image.astype(np.float32), float(params.pixel_size_nm), int(sim.labels.max())
+
+
+def mosaic(tiles: list[np.ndarray], size_px: int) -> np.ndarray:
+    """A size_px² image tiled with flipped/rotated copies of equally sized square tiles."""
+    side = tiles[0].shape[0]
+    out = np.empty((size_px, size_px), dtype=np.float32)
+    k = 0
+    for y in range(0, size_px, side):
+        for x in range(0, size_px, side):
+            tile = np.rot90(tiles[k % len(tiles)], k // len(tiles) % 4)
+            if (k // 7) % 2:
+                tile = tile[:, ::-1]
+            h, w = min(side, size_px - y), min(side, size_px - x)
+            out[y : y + h, x : x + w] = tile[:h, :w]
+            k += 1
+    return out
+
+
+def random_light_checkpoint(folder: Path) -> Path:
+    """A light-preset checkpoint with random weights (same architecture as the default)."""
+    from etem_helpers.segment import build_unet, save_checkpoint
+
+    return save_checkpoint(
+        folder / "light_random.pt",
+        build_unet("light", seed=0),
+        preset="light",
+        normalization={"method": "percentile", "low_percentile": 0.5, "high_percentile": 99.5},
+        pixel_size_nm=0.3,
+        pixel_size_range_nm=(0.02, 1.0),
+        tile_px=256,
+        overwrite=True,
+    )
+
+
+def time_analyze(image, pixel_size_nm, model, repeats: int) -> dict:
+    """Median/min/max/IQR of analyze() seconds and median seconds per stage."""
+    from etem_helpers import analyze
+
+    analyze(image, pixel_size_nm, model=model, device="cpu")  # warm-up: imports, model load
+    totals, stages, n_particles = [], {s: [] for s in STAGES}, None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = analyze(image, pixel_size_nm, model=model, device="cpu")
+        totals.append(time.perf_counter() - start)
+        for stage in STAGES:
+            stages[stage].append(result.info["timing_s"].get(stage, 0.0))
+        n_particles = result.n_particles
+    q1, _, q3 = statistics.quantiles(totals, n=4)
+    return {
+        "median_s": statistics.median(totals),
+        "min_s": min(totals),
+        "max_s": max(totals),
+        "iqr_s": q3 - q1,
+        "stages_median_s": {s: statistics.median(v) for s, v in stages.items()},
+        "n_particles": n_particles,
+        "tiles": result.info["n_tiles"],
+        "tile_px": result.info["tile_px"],
+    }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB.
+
+    Linux: ``VmHWM`` of /proc/self/status (this program only; ``ru_maxrss`` of a child
+    started by fork + exec also counts the parent's memory at the fork). Elsewhere:
+    ``resource.getrusage`` (kilobytes on Linux, bytes on macOS).
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 / (1024 if sys.platform == "darwin" else 1)
+
+
+def child_main(image_path: str, pixel_size_nm: float, model: str) -> None:
+    """Run in the subprocess: analyze one large image, print a JSON line."""
+    image = np.load(image_path)
+    rss_before_mb = peak_rss_mb()
+    from etem_helpers import analyze
+
+    start = time.perf_counter()
+    result = analyze(image, pixel_size_nm, model=model, device="cpu")
+    seconds = time.perf_counter() - start
+    print(json.dumps({
+        "seconds": seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_after_loading_image_mb": rss_before_mb,
+        "n_particles": result.n_particles,
+        "n_tiles": result.info["n_tiles"],
+        "tile_px": result.info["tile_px"],
+        "split": result.info["split"],
+        "timing_s": result.info["timing_s"],
+    }))
+
+
+def run_large(size_px: int, tiles: list[np.ndarray], pixel_size_nm: float, model: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "large.npy"
+        np.save(path, mosaic(tiles, size_px))
+        command = [sys.executable, __file__, "--child", str(path), str(pixel_size_nm), model]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"The {size_px}² child process failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="checkpoint (default: the shipped one)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed calls on 1024² (>= 7)")
+    parser.add_argument("--large-size", type=int, default=8192, help="side of the large image")
+    parser.add_argument("--skip-large", action="store_true", help="only the 1024² benchmark")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+
+    import torch
+
+    from etem_helpers.analysis import DEFAULT_MODEL_PATH
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model is not None:
+            model, note = str(Path(args.model).resolve()), "given with --model"
+        elif DEFAULT_MODEL_PATH.is_file():
+            model, note = str(DEFAULT_MODEL_PATH), "shipped default model"
+        else:
+            model = str(random_light_checkpoint(Path(tmp)))
+            note = ("default.pt not found: light preset with RANDOM weights (predict timing "
+                    "representative; split/measure are not)")
+        load = os.getloadavg()
+        print(f"model: {model} ({note})")
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+              f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} CPUs")
+
+        image, pixel_size_nm, n_true = simulated_lowmag(1024)
+        small = time_analyze(image, pixel_size_nm, model, args.repeats)
+        print(f"\n1024 x 1024 low-mag micrograph, {pixel_size_nm:.3f} nm/px, {n_true} true "
+              f"particles; {small['n_particles']} found; tiles {small['tiles']} of "
+              f"{small['tile_px']}")
+        print(f"analyze(): median {small['median_s']:.3f} s, min {small['min_s']:.3f}, "
+              f"max {small['max_s']:.3f}, IQR {small['iqr_s']:.3f} ({args.repeats} repeats "
+              "after 1 warm-up)")
+        print("median seconds per stage: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in small["stages_median_s"].items()))
+
+        if not args.skip_large:
+            others = [simulated_lowmag(1024, seed=s)[0] for s in (1, 2, 3)]
+            large = run_large(args.large_size, [image, *others], pixel_size_nm, model)
+            print(f"\n{args.large_size} x {args.large_size} float32 mosaic in a subprocess: "
+                  f"{large['seconds']:.1f} s, peak RSS {large['peak_rss_mb'] / 1024:.2f} GB "
+                  f"(after loading the image: {large['rss_after_loading_image_mb'] / 1024:.2f} "
+                  f"GB), {large['n_particles']} particles, {large['n_tiles']} tiles of "
+                  f"{large['tile_px']}, split {large['split']}")
+            print("seconds per stage: " + ", ".join(
+                f"{k} {v:.2f}" for k, v in large["timing_s"].items()))
+        print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        child_main(sys.argv[2], float(sys.argv[3]), sys.argv[4])
+    else:
+        main()

@@ -1,0 +1,395 @@
+"""Tests for etem_helpers.analysis (analyze, model cache, normalisation, blocked splitting).
+
+Unit tests use a TINY random checkpoint written to a temporary folder, or a pointwise
+"dark pixels are particles" network passed as a (network, meta) tuple, whose answer is known;
+only the last test uses the shipped model (skipped when it is not installed).
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import ndimage as ndi
+
+import etem_helpers
+from etem_helpers import analysis
+from etem_helpers.analysis import (
+    analyze,
+    clear_model_cache,
+    load_model,
+    measure_particles_blocked,
+    normalize_for_model,
+    plan_resampling,
+    split_instances_blocked,
+)
+from etem_helpers.data import normalize_image
+from etem_helpers.instances import split_instances
+from etem_helpers.io import (
+    EmptyImageError,
+    InvalidPixelSizeError,
+    InvalidPixelValuesError,
+    NotAnImageError,
+    write_micrograph,
+)
+from etem_helpers.measure import measure_particles
+from etem_helpers.segment import CheckpointError, build_unet, save_checkpoint
+
+NORMALIZATION = {"method": "percentile", "low_percentile": 0.5, "high_percentile": 99.5}
+RANGE_NM = (0.3, 0.8)
+
+
+class DarkPixelNet(torch.nn.Module):
+    """Pointwise network: foreground logit 40 (0.5 - x), boundary logit -20.
+
+    On a percentile-normalised image, pixels darker than mid-grey are particles, with no
+    dependence on the neighbourhood, so tiling cannot change the answer.
+    """
+
+    def forward(self, x):
+        return torch.cat([40.0 * (0.5 - x), torch.full_like(x, -20.0)], dim=1)
+
+
+def dark_model(range_nm=RANGE_NM):
+    meta = {
+        "preset": "darkpixel",
+        "normalization": dict(NORMALIZATION),
+        "pixel_size_nm": 0.5,
+        "pixel_size_range_nm": list(range_nm),
+    }
+    return DarkPixelNet(), meta
+
+
+def disks_image(shape=(160, 200), *, n=12, seed=0, radius_px=(5.0, 11.0)):
+    """Dark disks (1..n, some touching the border) on a bright noisy background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    truth = np.zeros(shape, dtype=np.int32)
+    for i in range(1, n + 1):
+        cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
+        r = rng.uniform(*radius_px)
+        truth[((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) & (truth == 0)] = i
+    image = 100.0 - 60.0 * (truth > 0) + rng.normal(0.0, 3.0, shape)
+    return image.astype(np.float32), truth
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "tiny.pt"
+    save_checkpoint(
+        path,
+        build_unet("tiny", seed=0),
+        preset="tiny",
+        normalization=NORMALIZATION,
+        pixel_size_nm=0.5,
+        pixel_size_range_nm=RANGE_NM,
+        tile_px=64,
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def image():
+    return disks_image()[0]
+
+
+def check_consistent(result, shape):
+    """Contract invariants of an AnalysisResult."""
+    assert result.labels.shape == shape and result.labels.dtype == np.int32
+    assert result.probability.shape == shape and result.probability.dtype == np.float32
+    assert result.probability.min() >= 0.0 and result.probability.max() <= 1.0
+    n = result.n_particles
+    np.testing.assert_array_equal(np.unique(result.labels), np.arange(n + 1))
+    np.testing.assert_array_equal(result.particles["particle_id"], np.arange(1, n + 1))
+    counts = np.bincount(result.labels.ravel(), minlength=n + 1)[1:]
+    np.testing.assert_allclose(
+        result.particles["area_nm2"], counts * result.pixel_size_nm**2, rtol=1e-9
+    )
+    assert result.particles["fault_probability"].isna().all()
+    assert result.particles["has_fault"].isna().all()
+
+
+# ---------------------------------------------------------------- inputs and calibration
+
+
+def test_path_input_uses_file_calibration_and_argument_overrides(tmp_path, tiny_checkpoint, image):
+    path = write_micrograph(tmp_path / "m.mrc", image, pixel_size_nm=0.42)
+    result = analyze(path, model=tiny_checkpoint, device="cpu")
+    assert result.pixel_size_nm == pytest.approx(0.42, rel=1e-5)
+    assert result.pixel_size_source.startswith("file:")
+    assert result.info["file"]["format"] == "mrc"
+    check_consistent(result, image.shape)
+
+    override = analyze(str(path), 0.6, model=tiny_checkpoint, device="cpu")
+    assert override.pixel_size_nm == 0.6 and override.pixel_size_source == "argument"
+
+
+def test_stack_file_says_how_to_choose_a_frame(tmp_path, tiny_checkpoint):
+    import mrcfile
+
+    path = tmp_path / "stack.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.zeros((3, 40, 50), dtype=np.float32))
+        mrc.voxel_size = 4.0  # angstrom
+    with pytest.raises(NotAnImageError, match=r"read_micrograph\(path, frame=...\)"):
+        analyze(path, model=tiny_checkpoint)
+
+
+def test_array_without_pixel_size_is_refused(tiny_checkpoint, image):
+    with pytest.raises(InvalidPixelSizeError, match="pixel_size_nm is required"):
+        analyze(image, model=tiny_checkpoint)
+
+
+@pytest.mark.parametrize("bad", [0, -0.5, float("nan"), float("inf"), "0.5", True])
+def test_bad_pixel_size_names_the_argument(tiny_checkpoint, image, bad):
+    with pytest.raises(InvalidPixelSizeError, match="pixel_size_nm="):
+        analyze(image, bad, model=tiny_checkpoint)
+
+
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.zeros((40, 50, 3)), "RGB"),
+        (np.zeros((5, 40, 50)), "choose a frame"),
+        (np.zeros(100), "2-D"),
+        (np.zeros((2, 3, 40, 50)), "2-D"),
+    ],
+)
+def test_wrong_dimensions_say_what_to_do(tiny_checkpoint, array, message):
+    with pytest.raises(NotAnImageError, match=message):
+        analyze(array, 0.5, model=tiny_checkpoint)
+
+
+def test_nan_and_inf_are_counted(tiny_checkpoint, image):
+    bad = image.copy()
+    bad[0, :3] = np.nan
+    bad[5, 5] = np.inf
+    with pytest.raises(InvalidPixelValuesError, match="3 NaN and 1 infinite"):
+        analyze(bad, 0.5, model=tiny_checkpoint)
+
+
+def test_empty_and_non_numeric_images_are_refused(tiny_checkpoint):
+    with pytest.raises(EmptyImageError):
+        analyze(np.zeros((0, 10)), 0.5, model=tiny_checkpoint)
+    with pytest.raises(TypeError, match="real numbers"):
+        analyze(np.zeros((10, 10), dtype=bool), 0.5, model=tiny_checkpoint)
+
+
+def test_bad_arguments_are_refused(tiny_checkpoint, image):
+    for kwargs, message in [
+        ({"threshold": 1.0}, "threshold"),
+        ({"threshold": 0}, "threshold"),
+        ({"min_diameter_nm": -1.0}, "min_diameter_nm"),
+        ({"tile_px": 64, "overlap_px": 64}, "overlap_px"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            analyze(image, 0.5, model=tiny_checkpoint, **kwargs)
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def test_constant_image_gives_zero_particles(tiny_checkpoint):
+    result = analyze(np.full((70, 90), 7, dtype=np.uint16), 0.5, model=tiny_checkpoint)
+    assert result.n_particles == 0
+    assert not result.labels.any()
+    check_consistent(result, (70, 90))
+    assert result.info["constant_image"] is True
+
+
+def test_image_smaller_than_a_tile_works(tiny_checkpoint):
+    small = np.random.default_rng(3).random((13, 27))
+    result = analyze(small, 0.5, model=tiny_checkpoint, device="cpu")
+    check_consistent(result, small.shape)
+    assert result.info["n_tiles"] == 1
+
+
+def test_any_dtype_and_explicit_cpu_device(tiny_checkpoint, image):
+    as_int = np.round(image).astype(np.int16)
+    result = analyze(as_int, 0.5, model=tiny_checkpoint, device="cpu")
+    assert result.info["device"] == "cpu"
+    assert result.method == "unet:tiny"
+    assert result.info["model_path"] == str(tiny_checkpoint.resolve())
+    assert set(result.info["timing_s"]) >= {"read", "normalize", "predict", "split", "measure"}
+    check_consistent(result, image.shape)
+
+
+def test_deterministic(tiny_checkpoint, image):
+    first = analyze(image, 0.5, model=tiny_checkpoint, device="cpu")
+    clear_model_cache()  # a freshly loaded model gives the same answer
+    second = analyze(image, 0.5, model=tiny_checkpoint, device="cpu")
+    np.testing.assert_array_equal(first.labels, second.labels)
+    np.testing.assert_array_equal(first.probability, second.probability)
+    pd.testing.assert_frame_equal(first.particles, second.particles)
+
+
+def test_finds_the_particles_of_a_known_pointwise_model():
+    image, truth = disks_image()
+    result = analyze(image, 0.5, model=dark_model())
+    check_consistent(result, image.shape)
+    assert result.method == "unet:darkpixel"
+    # Every true particle (merged where disks overlap) is found with the right area.
+    truth_mask = truth > 0
+    assert (result.labels > 0).sum() == pytest.approx(truth_mask.sum(), rel=0.03)
+    assert result.n_particles >= ndi.label(truth_mask)[1]
+    assert (result.particles["confidence"] > 0.9).all()
+    border = result.particles["touches_border"].to_numpy()
+    ids = result.particles["particle_id"].to_numpy()
+    edge = np.zeros(image.shape, bool)
+    edge[[0, -1], :] = edge[:, [0, -1]] = True
+    np.testing.assert_array_equal(border, np.isin(ids, np.unique(result.labels[edge])))
+
+
+def test_tiling_does_not_change_a_pointwise_answer():
+    image, _ = disks_image((150, 230), seed=4)
+    whole = analyze(image, 0.5, model=dark_model(), tile_px=256)
+    tiled = analyze(image, 0.5, model=dark_model(), tile_px=64, overlap_px=16)
+    assert tiled.info["n_tiles"] > 1 and whole.info["n_tiles"] == 1
+    np.testing.assert_allclose(tiled.probability, whole.probability, atol=1e-5)
+    np.testing.assert_array_equal(tiled.labels, whole.labels)
+
+
+def test_min_diameter_removes_small_particles():
+    image, _ = disks_image(seed=2, n=20, radius_px=(2.0, 9.0))
+    everything = analyze(image, 0.5, model=dark_model())
+    large = analyze(image, 0.5, model=dark_model(), min_diameter_nm=6.0)
+    assert large.n_particles < everything.n_particles
+    assert (large.particles["diameter_nm"] >= 6.0 - 1e-9).all()
+
+
+# ---------------------------------------------------------------- pixel size range
+
+
+def test_out_of_range_pixel_size_is_resampled_and_mapped_back():
+    image, truth = disks_image((180, 220), seed=5, radius_px=(7.0, 12.0))
+    inside = analyze(image, 0.15, model=dark_model(range_nm=(0.1, 0.8)))
+    resampled = analyze(image, 0.15, model=dark_model(range_nm=(0.3, 0.8)))
+    plan = resampled.info["resampling"]
+    assert plan["resample"] and plan["target_pixel_size_nm"] == 0.3
+    assert plan["resampled_shape"] == (90, 110)
+    assert not inside.info["resampling"]["resample"]
+    check_consistent(resampled, image.shape)
+    assert resampled.pixel_size_nm == 0.15  # measured on the original grid
+    # Same particles, sizes within a pixel or so of the direct answer.
+    assert resampled.n_particles == inside.n_particles
+    np.testing.assert_allclose(
+        np.sort(resampled.particles["diameter_nm"]),
+        np.sort(inside.particles["diameter_nm"]),
+        atol=2 * 0.3,
+    )
+    coarse = analyze(image, 1.2, model=dark_model(range_nm=(0.3, 0.6)))
+    assert coarse.info["resampling"]["factor"] == pytest.approx(2.0)
+    check_consistent(coarse, image.shape)
+
+
+def test_extreme_resampling_is_refused(tiny_checkpoint, image):
+    with pytest.raises(ValueError, match="beyond"):
+        analyze(image, 0.01, model=tiny_checkpoint)
+    with pytest.raises(ValueError, match="fewer than 32"):
+        analyze(image[:40, :40], 0.1, model=tiny_checkpoint)
+    plan = plan_resampling((100, 100), 0.5, RANGE_NM)
+    assert not plan["resample"]
+    assert plan_resampling((100, 100), 2.0, RANGE_NM)["factor"] == pytest.approx(2.5)
+
+
+# ---------------------------------------------------------------- models
+
+
+def test_bad_model_path_raises_checkpoint_error(tmp_path, image):
+    with pytest.raises(CheckpointError, match="nothing.pt"):
+        analyze(image, 0.5, model=tmp_path / "nothing.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="garbage.pt"):
+        analyze(image, 0.5, model=garbage)
+    with pytest.raises(TypeError, match="model"):
+        analyze(image, 0.5, model=42)
+    with pytest.raises(CheckpointError, match="pixel_size_range_nm"):
+        analyze(image, 0.5, model=(DarkPixelNet(), {"normalization": NORMALIZATION}))
+
+
+def test_missing_default_model_says_how_to_train_it(tmp_path, monkeypatch, image):
+    monkeypatch.setattr(analysis, "DEFAULT_MODEL_PATH", tmp_path / "default.pt")
+    with pytest.raises(CheckpointError, match="python -m etem_helpers.train"):
+        analyze(image, 0.5)
+
+
+def test_models_are_cached_per_file_and_device(tiny_checkpoint):
+    clear_model_cache()
+    first, meta = load_model(tiny_checkpoint, device="cpu")
+    again, _ = load_model(str(tiny_checkpoint), device="cpu")
+    assert again is first and meta["preset"] == "tiny"
+    clear_model_cache()
+    fresh, _ = load_model(tiny_checkpoint, device="cpu")
+    assert fresh is not first
+
+
+def test_package_exports_analyze_lazily():
+    assert etem_helpers.analyze is analyze
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+@pytest.mark.parametrize("method", ["percentile", "zscore"])
+def test_normalize_for_model_matches_normalize_image_exactly(method):
+    rng = np.random.default_rng(8)
+    for array in (
+        rng.normal(10.0, 3.0, (300, 257)).astype(np.float32),
+        rng.integers(0, 4000, (61, 70)).astype(np.uint16),
+        np.where(rng.random((50, 40)) < 0.8, 5.0, rng.random((50, 40))),  # MAD = 0
+        np.full((20, 30), 3.0),
+    ):
+        expected = normalize_image(array, method=method)
+        got = normalize_for_model(array, {"method": method})
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises(CheckpointError, match="cannot reproduce"):
+        normalize_for_model(np.zeros((4, 4)), {"method": "percentile", "gamma": 2})
+
+
+def test_blocked_splitting_matches_whole_image_splitting():
+    rng = np.random.default_rng(11)
+    shape = (300, 340)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    distance = np.full(shape, np.inf)
+    for _ in range(45):
+        cy, cx, r = rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(4, 14)
+        distance = np.minimum(distance, np.hypot(yy - cy, xx - cx) / r)
+    foreground = (1.0 / (1.0 + np.exp(8.0 * (distance - 1.0)))).astype(np.float32)
+    boundary = np.zeros(shape, dtype=np.float32)
+    whole = split_instances(foreground, boundary)
+    blocked = split_instances_blocked(foreground, boundary, block_px=64)
+    assert whole.max() > 20
+    np.testing.assert_array_equal(blocked, whole)
+    assert not split_instances_blocked(np.zeros((80, 80), np.float32), block_px=64).any()
+
+
+def test_blocked_measurement_matches_whole_image_measurement():
+    image, truth = disks_image((230, 300), n=40, seed=12, radius_px=(3.0, 25.0))
+    probability = np.random.default_rng(1).random(truth.shape).astype(np.float32)
+    truth[truth == 7] = 0  # ids need not be consecutive
+    whole = measure_particles(truth, 0.37, probability=probability)
+    blocked = measure_particles_blocked(truth, 0.37, probability=probability, block_px=64)
+    assert whole["touches_border"].any() and len(whole) > 30
+    pd.testing.assert_frame_equal(blocked, whole, check_exact=False, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- the shipped model
+
+
+@pytest.mark.skipif(
+    not analysis.DEFAULT_MODEL_PATH.is_file(), reason="the default model is not installed"
+)
+def test_shipped_default_model_on_a_sample_micrograph():
+    from pathlib import Path
+
+    sample = Path(etem_helpers.__file__).resolve().parent.parent / "data" / "sample" / "images"
+    paths = sorted(sample.glob("*.mrc"))
+    if not paths:
+        pytest.skip("the committed sample micrographs are not available")
+    result = analyze(paths[0], device="cpu")
+    check_consistent(result, result.labels.shape)
+    assert result.method.startswith("unet:")
+    assert result.info["model_path"] == str(analysis.DEFAULT_MODEL_PATH)
+    confidence = result.particles["confidence"]
+    assert ((confidence >= 0) & (confidence <= 1)).all()
