@@ -103,10 +103,46 @@ def _prepare_01(data_dir):
         real_data.populate_cache_from(SHARED_REAL, data_dir)
 
 
+def _check_03(results):
+    n_epochs = results["profile"]["epochs"]
+    history = results["history"]
+    assert results["epochs_run"] == len(history["epoch"]) == n_epochs
+    for key in ("train_loss", "val_loss"):
+        assert len(history[key]) == n_epochs
+        assert all(math.isfinite(v) and v > 0 for v in history[key]), history[key]
+    splits = results["splits"]
+    assert sum(len(ids) for ids in splits.values()) == results["n_images"]
+    assert not set(splits["train"]) & set(splits["val"])
+    assert not set(splits["train"]) & set(splits["test"])
+    assert not set(splits["val"]) & set(splits["test"])
+    assert {k: len(v) for k, v in splits.items()} == results["split_sizes"]
+    methods = results["test_metrics"]
+    assert {"U-Net (trained here)", "Otsu + watershed", "adaptive threshold + watershed"} <= set(methods)
+    assert ("U-Net (shipped default)" in methods) == results["default_model_available"]
+    for scores in methods.values():
+        for key in ("pixel_dice", "pixel_iou", "precision", "recall", "f1"):
+            assert 0.0 <= scores[key] <= 1.0, (key, scores)
+    assert all(0.0 <= v <= 1.0 for v in results["boundary_f1"].values())
+    assert results["training_seconds"] > 0
+    assert results["real_available"] == SHARED_REAL.is_dir()
+    if results["real_available"]:
+        assert set(results["real_metrics"]) == set(methods)
+        for scores in results["real_metrics"].values():
+            assert 0.0 <= scores["pixel_dice"] <= 1.0 and 0.0 <= scores["pixel_iou"] <= 1.0
+        assert "real_predictions" in results["figures"]
+    else:
+        assert results["real_metrics"] == {}
+    assert results["analyze_example"]["pixel_size_source"].startswith("file")
+    assert Path(results["checkpoint"]).is_file()
+    assert {"loss_curves", "thresholds", "instance_splitting", "test_metrics"} <= set(results["figures"])
+    for path in results["figures"].values():
+        assert Path(path).is_file(), path
+
+
 # One check per notebook number: a notebook without a check fails, so none runs unchecked.
-CHECKS = {"00": _check_00, "01": _check_01}
+CHECKS = {"00": _check_00, "01": _check_01, "03": _check_03}
 # Optional preparation per notebook number, called with the data_dir before it runs.
-PREPARE = {"01": _prepare_01}
+PREPARE = {"01": _prepare_01, "03": _prepare_01}
 
 
 @pytest.mark.notebook
