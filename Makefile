@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.etem-installed
 PROFILE ?= quick
 OUTPUT ?= outputs
+# PyTorch's OpenMP threads spin-wait by default; on a shared or busy 2-core machine that slows
+# inference by up to 10x (measured), so idle threads sleep instead.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: help install run test lint lab strip check clean
 
