@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 _SCHEDULERS = ("cosine", "plateau", None)
+_WEIGHTS_DTYPES = ("float32", "float16")
 
 
 def _batch_to_device(batch, device):
@@ -326,6 +327,8 @@ DEFAULT_CONFIG: Mapping[str, Any] = MappingProxyType(
         "num_workers": 0,
         "device": "auto",
         "seed": 0,
+        # checkpoint
+        "weights_dtype": "float32",  # "float16" halves the file; cast back to float32 at load
     }
 )
 
@@ -368,10 +371,15 @@ def load_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
             f"{origin} must give exactly one of 'dataset_dir' (an existing dataset) or "
             "'simulate' (settings for etem_helpers.simulate.generate_dataset)."
         )
+    if config["weights_dtype"] not in _WEIGHTS_DTYPES:
+        raise ValueError(
+            f"weights_dtype={config['weights_dtype']!r} in {origin} is not known; use "
+            f"one of {list(_WEIGHTS_DTYPES)}."
+        )
     return config
 
 
-def _prepare_dataset(config: Mapping[str, Any]) -> Path:
+def _prepare_dataset(config: Mapping[str, Any], *, progress: bool = True) -> Path:
     """Dataset directory from the config, simulating it first if asked (and not yet done)."""
     if config["dataset_dir"] is not None:
         return Path(config["dataset_dir"])
@@ -388,7 +396,7 @@ def _prepare_dataset(config: Mapping[str, Any]) -> Path:
         out_dir,
         seed=int(config["seed"]),
         overwrite=False,
-        **settings,
+        **{"progress": progress, **settings},
     )
     return out_dir
 
@@ -412,6 +420,7 @@ def run_training(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    callback: Callable[[int, dict], Any] | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Train a U-Net as described by a configuration and save the checkpoint.
 
@@ -425,12 +434,20 @@ def run_training(
         Replace existing output files.
     progress : bool
         Show progress bars.
+    callback : callable, optional
+        ``callback(epoch, history)`` after every epoch (see :func:`train_segmentation`).
 
     Returns
     -------
     history : dict
         From :func:`train_segmentation`, plus ``test`` scores on the test split when it is
-        non-empty.
+        non-empty and ``train_seconds`` (wall-clock time of the training loop).
+
+    Notes
+    -----
+    With ``weights_dtype="float16"`` the weights are stored in half precision (half the file
+    size); :func:`etem_helpers.segment.load_checkpoint` copies them into a float32 model, so
+    inference runs in float32 as usual.
     checkpoint_path : pathlib.Path
         The file written by :func:`etem_helpers.segment.save_checkpoint`.
     """
@@ -447,7 +464,7 @@ def run_training(
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it.")
     seed = int(config["seed"])
-    dataset_dir = _prepare_dataset(config)
+    dataset_dir = _prepare_dataset(config, progress=progress)
     manifest = read_manifest(dataset_dir)
     split = split_by_micrograph(
         manifest["micrograph_id"], fractions=config["split_fractions"], seed=seed
@@ -476,6 +493,7 @@ def run_training(
         val_loader = DataLoader(val_set, shuffle=False, **loader_kwargs)
 
     model = build_unet(config["preset"], encoder_weights=config["encoder_weights"], seed=seed)
+    started = time.perf_counter()
     history = train_segmentation(
         model,
         train_loader,
@@ -487,8 +505,12 @@ def run_training(
         early_stopping_patience=config["early_stopping_patience"],
         scheduler=config["scheduler"],
         progress=progress,
+        callback=callback,
     )
+    history["train_seconds"] = time.perf_counter() - started
     metrics: dict[str, Any] = {
+        "train_seconds": history["train_seconds"],
+        "epochs_run": len(history["epoch"]),
         "best_epoch": history["best_epoch"],
         "best_loss": history["best_loss"],
         "monitor": history["monitor"],
@@ -512,9 +534,12 @@ def run_training(
         float(pixel_sizes.min()),
         float(pixel_sizes.max()),
     ]
+    model = model.cpu()
+    if config["weights_dtype"] == "float16":
+        model = model.half()  # integer buffers (BatchNorm counters) are left as they are
     checkpoint_path = save_checkpoint(
         out_path,
-        model.cpu(),
+        model,
         preset=config["preset"],
         normalization=_normalization_meta(config["normalize"]),
         pixel_size_nm=pixel_size_nm,
@@ -543,8 +568,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = load_config(args.config)
     if args.device is not None:
         config["device"] = args.device
+
+    def log_epoch(epoch: int, history: dict) -> None:
+        print(
+            f"epoch {epoch}: train loss {history['train_loss'][-1]:.4f}, val loss "
+            f"{history['val_loss'][-1]:.4f}, val Dice {history['val_dice'][-1]:.4f}, "
+            f"lr {history['lr'][-1]:.2e}, {history['seconds'][-1]:.0f} s",
+            flush=True,
+        )
+
     history, path = run_training(
-        config, args.out, overwrite=args.overwrite, progress=not args.no_progress
+        config,
+        args.out,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        callback=log_epoch if args.no_progress else None,
     )
     best = history["best_epoch"]
     print(

@@ -197,3 +197,33 @@ def test_cli_trains_and_writes_a_loadable_checkpoint(tmp_path):
     assert json.loads((tmp_path / "model.history.json").read_text())["epoch"] == [1]
     with pytest.raises(FileExistsError, match="overwrite"):
         main(["--config", str(config_path), "--out", str(out), "--no-progress"])
+
+
+def test_float16_weights_halve_the_checkpoint_and_load_as_float32(tmp_path, capsys):
+    dataset_dir = _write_fake_dataset(tmp_path / "ds")
+    base = {
+        "dataset_dir": str(dataset_dir), "preset": "tiny", "epochs": 1, "batch_size": 4,
+        "tile_px": 64, "tiles_per_image": 2, "split_fractions": [0.5, 0.25, 0.25],
+        "device": "cpu", "seed": 0,
+    }  # fmt: skip
+    paths = {}
+    for dtype in ("float32", "float16"):
+        config_path = tmp_path / f"{dtype}.json"
+        config_path.write_text(json.dumps({**base, "weights_dtype": dtype}))
+        paths[dtype] = tmp_path / f"{dtype}.pt"
+        assert main(["--config", str(config_path), "--out", str(paths[dtype]), "--no-progress"]) == 0
+    assert "epoch 1: train loss" in capsys.readouterr().out  # one log line per epoch
+    assert paths["float16"].stat().st_size < 0.6 * paths["float32"].stat().st_size
+    raw = torch.load(paths["float16"], weights_only=True)["state_dict"]
+    assert {v.dtype for v in raw.values() if v.is_floating_point()} == {torch.float16}
+    (full, _), (half, meta) = load_checkpoint(paths["float32"]), load_checkpoint(paths["float16"])
+    assert meta["config"]["weights_dtype"] == "float16" and meta["metrics"]["train_seconds"] > 0
+    assert all(v.dtype == torch.float32 for v in half.state_dict().values() if v.is_floating_point())
+    image = _disk_scene(np.random.default_rng(3), shape=(64, 64))[0]
+    np.testing.assert_allclose(
+        predict_probabilities(half, image, tile_px=64, overlap_px=0),
+        predict_probabilities(full, image, tile_px=64, overlap_px=0),
+        atol=0.02,
+    )
+    with pytest.raises(ValueError, match="weights_dtype"):
+        load_config({**base, "weights_dtype": "int8"})
