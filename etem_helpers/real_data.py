@@ -30,6 +30,8 @@ import numpy as np
 __all__ = [
     "ATTRIBUTION",
     "SINTERING_BASE_URL",
+    "SINTERING_CALIBRATION_IDS",
+    "SINTERING_EVALUATION_IDS",
     "SINTERING_COMMIT",
     "SINTERING_LICENSE",
     "SINTERING_PIXEL_SIZE_NM",
@@ -50,6 +52,10 @@ SINTERING_BASE_URL = (
 SINTERING_LICENSE = "CC-BY-4.0"
 #: Not stated by the source; do not invent one (see the module docstring).
 SINTERING_PIXEL_SIZE_NM: float | None = None
+#: The only real images that may be looked at or measured while tuning the simulator.
+SINTERING_CALIBRATION_IDS: tuple[str, ...] = tuple(f"image_{i}" for i in range(5))
+#: Held-out real images (image_5 ... image_19): report on them, never tune on them.
+SINTERING_EVALUATION_IDS: tuple[str, ...] = tuple(f"image_{i}" for i in range(5, 20))
 ATTRIBUTION = (
     "Real TEM images and masks: 'Deep Learning Applications in Microscopy: Segmentation and "
     "Tracking', Elemental Microscopy (2024), doi:10.69761/HDTA8338; data from "
