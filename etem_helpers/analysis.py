@@ -46,6 +46,7 @@ from .io import (
     InvalidPixelSizeError,
     InvalidPixelValuesError,
     NotAnImageError,
+    _validate_pixel_size,
     read_micrograph,
 )
 from .result import AnalysisResult
@@ -191,22 +192,6 @@ def _resolve_model(model, device) -> tuple[Any, dict]:
 # --------------------------------------------------------------------------------------
 # Input checks
 # --------------------------------------------------------------------------------------
-def _check_pixel_size(pixel_size_nm, *, argument: str = "pixel_size_nm") -> float:
-    bad = (
-        isinstance(pixel_size_nm, bool)
-        or not isinstance(pixel_size_nm, int | float | np.integer | np.floating)
-        or not math.isfinite(float(pixel_size_nm))
-        or float(pixel_size_nm) <= 0
-    )
-    if bad:
-        raise InvalidPixelSizeError(
-            f"{argument}={pixel_size_nm!r} is not valid: give the pixel size as a finite "
-            f"positive number in nm per pixel (e.g. {argument}=0.25), read from the file "
-            "header or the microscope's scale bar."
-        )
-    return float(pixel_size_nm)
-
-
 def _check_image_array(image) -> np.ndarray:
     """Return a 2-D finite float32 array or raise an error that says what to do."""
     array = np.asarray(image)
@@ -846,7 +831,10 @@ def analyze(
     if not (isinstance(threshold, int | float) and 0.0 < float(threshold) < 1.0):
         raise ValueError(f"threshold={threshold!r} must be a number in (0, 1).")
     if min_diameter_nm is not None:
-        min_diameter_nm = _check_pixel_size(min_diameter_nm, argument="min_diameter_nm")
+        min_diameter_nm = _validate_pixel_size(
+            min_diameter_nm, argument="min_diameter_nm",
+            quantity="the smallest particle diameter to keep as a finite positive number in nm",
+        )
     for name, value in (("tile_px", tile_px), ("overlap_px", overlap_px)):
         if value is not None and (isinstance(value, bool) or int(value) != value or value < 0):
             raise ValueError(f"{name}={value!r} must be a non-negative integer (pixels) or None.")
@@ -880,7 +868,7 @@ def analyze(
                 "pixel> (from the file header or the scale bar), or pass the file path so the "
                 "calibration is read from it. 1 nm/px is never assumed."
             )
-        pixel_size_nm = _check_pixel_size(pixel_size_nm)
+        pixel_size_nm = _validate_pixel_size(pixel_size_nm, argument="pixel_size_nm")
         array = _check_image_array(image)
         pixel_size_source = "argument"
     lap("read")

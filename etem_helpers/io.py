@@ -225,8 +225,15 @@ def _name(path: Path) -> str:
     return f"'{path}'"
 
 
-def _validate_pixel_size(pixel_size_nm: Any, *, argument: str, path: Path) -> float:
-    """Return ``pixel_size_nm`` as a float or raise :class:`InvalidPixelSizeError`."""
+def _validate_pixel_size(
+    pixel_size_nm: Any,
+    *,
+    argument: str,
+    path: Path | None = None,
+    quantity: str = "the pixel size as a finite positive number in nm per pixel",
+) -> float:
+    """Return a finite positive length (default: a pixel size) as a float, or raise
+    :class:`InvalidPixelSizeError` naming ``argument`` (and the file, when ``path`` is given)."""
     bad = (
         isinstance(pixel_size_nm, bool)
         or not isinstance(pixel_size_nm, numbers.Real)
@@ -234,9 +241,10 @@ def _validate_pixel_size(pixel_size_nm: Any, *, argument: str, path: Path) -> fl
         or float(pixel_size_nm) <= 0
     )
     if bad:
+        where = f" for {_name(path)}" if path is not None else ""
         raise InvalidPixelSizeError(
-            f"{argument}={pixel_size_nm!r} for {_name(path)} is not valid: give the pixel size "
-            f"as a finite positive number in nm per pixel (e.g. {argument}=0.05)."
+            f"{argument}={pixel_size_nm!r}{where} is not valid: give {quantity} "
+            f"(e.g. {argument}=0.05), read from the file header or the microscope's scale bar."
         )
     return float(pixel_size_nm)
 
