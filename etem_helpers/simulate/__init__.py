@@ -10,7 +10,7 @@ Submodules: ``params``, ``specimen`` (particles, placement, projected phase), ``
 ``support`` (carbon film), ``detector``, ``micrograph``, ``dataset``. Nothing runs at import.
 """
 
-from .dataset import generate_dataset, load_manifest, load_sample
+from .dataset import SIMULATOR_REVISION, generate_dataset, load_manifest, load_sample
 from .micrograph import SimulatedMicrograph, simulate_from_particles, simulate_micrograph
 from .params import KINDS, MATERIALS, REGIMES, SimulationParams, sample_params
 from .specimen import Particle
@@ -19,6 +19,7 @@ __all__ = [
     "KINDS",
     "MATERIALS",
     "REGIMES",
+    "SIMULATOR_REVISION",
     "Particle",
     "SimulatedMicrograph",
     "SimulationParams",

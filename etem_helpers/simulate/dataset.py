@@ -28,7 +28,16 @@ from .._version import __version__
 from .micrograph import simulate_micrograph
 from .params import REGIMES, SimulationParams, sample_params
 
-__all__ = ["generate_dataset", "load_manifest", "load_sample", "image_params"]
+__all__ = [
+    "SIMULATOR_REVISION", "generate_dataset", "load_manifest", "load_sample", "image_params",
+]
+
+#: Revision of the simulator's output. It is raised whenever the images or labels drawn for
+#: a given seed change (new physics, new parameter sampling), and is written into every
+#: ``dataset.json``, so that a dataset simulated by an older revision is not silently reused
+#: as if it were what a configuration and seed describe now. Revision 2: low-magnification
+#: realism (outline roughness, soft edges, interior texture, mottled support).
+SIMULATOR_REVISION = 2
 
 _FILES = ("particles.csv", "manifest.csv", "dataset.json")
 _DIRS = ("images", "labels")
@@ -264,6 +273,7 @@ def generate_dataset(
     info = {
         "generator": "etem_helpers.simulate.generate_dataset",
         "generator_version": __version__,
+        "simulator_revision": SIMULATOR_REVISION,
         "arguments": {
             "n_images": int(n_images), "regime": regime, "image_size_px": int(image_size_px),
             "seed": int(seed), "n_jobs": int(n_jobs),

@@ -4,7 +4,9 @@ Pipeline (``docs/physics.md``), on the ``oversample`` x finer render grid:
 
 1. particles placed and rendered as projected phase (:mod:`.specimen`), plus an amorphous
    carbon support (:func:`.support.amorphous_carbon_phase`);
-2. exit wave ``psi = exp[(i - kappa) phi]`` (``kappa = absorption``);
+2. exit wave ``psi = exp[(i - kappa) phi]`` (``kappa = absorption``), times the diffraction
+   contrast attenuation of crystalline particles at low magnification
+   (:func:`.specimen.render_diffraction_attenuation`);
 3. image ``|psi (x) h|^2`` with the objective-lens transfer function, including the
    environmental gas information limit (:func:`.optics.image_intensity`);
 4. Fourier crop to the output grid (anti-aliasing, :func:`.optics.fourier_crop`);
@@ -27,7 +29,14 @@ from .._version import __version__
 from ..measure import measure_particles
 from . import detector, optics
 from .params import SimulationParams, d111_nm
-from .specimen import Particle, particle_attributes, place_particles, render_labels, render_phase
+from .specimen import (
+    Particle,
+    particle_attributes,
+    place_particles,
+    render_diffraction_attenuation,
+    render_labels,
+    render_phase,
+)
 from .support import amorphous_carbon_phase
 
 __all__ = [
@@ -233,9 +242,15 @@ def _simulate(params, particles, *, seed, streams) -> SimulatedMicrograph:
         phase += amorphous_carbon_phase(
             phase.shape, params.render_pixel_size_nm, thickness_nm=params.carbon_thickness_nm,
             voltage_kv=params.voltage_kv, rng=rng_carbon,
+            undulation_rad=params.support_undulation_rad,
+            undulation_beta=params.support_undulation_beta,
+            granularity_rad=params.support_granularity_rad, grain_nm=params.support_grain_nm,
         )
     psi = _exit_wave(phase, params.absorption)
     del phase
+    attenuation = render_diffraction_attenuation(objects, params, rng_specimen)
+    if attenuation is not None:
+        psi *= np.exp(-attenuation)
     defocus = params.effective_defocus_nm()
     intensity = optics.image_intensity(
         psi, params.render_pixel_size_nm,

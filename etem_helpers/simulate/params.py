@@ -69,12 +69,21 @@ _RANGES: dict[str, tuple[float, float]] = {
     "touching_fraction": (0.0, 1.0),
     "edge_fraction": (0.0, 1.0),
     "atom_sigma_nm": (0.02, 0.06),
+    "round_fraction": (0.0, 1.0),
+    "outline_roughness": (0.0, 0.3),
+    "edge_exponent": (0.5, 2.0),
+    "interior_texture": (0.0, 1.0),
+    "texture_length_nm": (0.05, 20.0),
+    "support_undulation_rad": (0.0, 1.0),
+    "support_undulation_beta": (0.5, 3.0),
+    "support_granularity_rad": (0.0, 1.0),
+    "support_grain_nm": (0.05, 20.0),
 }
 
 _PIXEL_RANGES: dict[str, tuple[float, float]] = {"hrtem": (0.01, 0.1), "lowmag": (0.1, 1.0)}
 _DEFOCUS_RANGES: dict[str, tuple[float, float]] = {
     "hrtem": (-300.0, 300.0),
-    "lowmag": (-5000.0, 5000.0),
+    "lowmag": (-20000.0, 20000.0),
 }
 _DIAMETER_RANGE = (1.0, 100.0)
 
@@ -131,7 +140,8 @@ class SimulationParams:
         Spherical aberration in mm, -0.04 to 2 (corrected microscopes: -0.04 to 0.04).
     defocus_nm : float or None
         Defocus in nm, Kirkland convention (> 0 underfocus). None = Scherzer defocus
-        sqrt(1.5 C_s lambda). Allowed: ``hrtem`` -300 to 300 nm, ``lowmag`` -5000 to 5000 nm.
+        sqrt(1.5 C_s lambda). Allowed: ``hrtem`` -300 to 300 nm, ``lowmag`` -20000 to 20000 nm
+        (low-magnification bright field is often taken several um from focus).
     astigmatism_nm : float
         Two-fold astigmatism amplitude in nm, 0-50 (typical 0-5).
     astigmatism_angle_deg : float
@@ -168,6 +178,8 @@ class SimulationParams:
     diameter_range_nm : tuple of float
         (min, max) particle diameter in nm, within 1-100 and min <= max. For rods and
         nanotubes it is the width; for aggregates the overall size.
+    diameter_distribution : {"log-uniform", "uniform"}
+        Distribution of each object's diameter within ``diameter_range_nm``.
     kinds : tuple of str
         Shapes drawn uniformly for each object, from :data:`KINDS`.
     fault_probability : float
@@ -182,6 +194,40 @@ class SimulationParams:
         (flagged ``touches_border`` in the ground truth).
     atom_sigma_nm : float
         Standard deviation of the Gaussian atom (incl. thermal smearing) in nm, 0.02-0.06.
+    round_fraction : float or None
+        Probability (0-1) that an object is ``"round"`` when ``kinds`` contains it (the
+        others share the rest uniformly); None draws all ``kinds`` uniformly.
+    outline_roughness : float
+        Round particles: relative amplitude (0-0.3) of a random low-order (orders 2-5)
+        Fourier perturbation of the outline radius, r(theta) = r0 [1 + sum a_m cos(m theta
+        + phi_m)] with sum |a_m| <= ``outline_roughness``. Real particles are seldom perfect
+        ellipses. The label map stays the exact analytic footprint. 0 = ellipses.
+    edge_exponent : float
+        Round particles: thickness profile ``t = T q^gamma`` with ``q = 1 - (r / R)^2``
+        (0.5-2). 0.5 is an ellipsoid; larger values give thinner, softer edges (flattened,
+        wetting or partly sintered particles). The footprint (t > 0) does not change.
+    interior_texture : float
+        Relative standard deviation (0-1) of a smooth Gaussian random field that modulates
+        the absorption of crystalline particles in the low-magnification regime: thickness
+        variation and diffraction contrast of grains / orientations (regions near a Bragg
+        condition scatter outside the aperture and look darker); see
+        :func:`etem_helpers.simulate.specimen.render_diffraction_attenuation`.
+        0 = uniform interiors.
+    texture_length_nm : float
+        Correlation length (Gaussian standard deviation) of that field in nm,
+        roughly the grain size (0.05-20).
+    support_undulation_rad : float
+        Root-mean-square phase (rad, 0-1) of the long-range 1/k^beta undulation of the
+        support film (thickness variation, contamination, bending).
+    support_undulation_beta : float
+        Exponent beta of the undulation amplitude spectrum (0.5-3).
+    support_granularity_rad : float
+        Root-mean-square phase (rad, 0-1) of a granular density variation of the support at
+        the ``support_grain_nm`` scale (clustered amorphous carbon / contamination, which
+        the CTF at large defocus turns into the mottled look of low-magnification images).
+        0 = none.
+    support_grain_nm : float
+        Correlation length (Gaussian standard deviation, nm, 0.05-20) of that granularity.
     """
 
     regime: str = "hrtem"
@@ -211,12 +257,22 @@ class SimulationParams:
     material: str = "Au"
     n_particles: int = 5
     diameter_range_nm: tuple[float, float] = (3.0, 8.0)
+    diameter_distribution: str = "log-uniform"
     kinds: tuple[str, ...] = ("round", "faceted", "decahedral")
     fault_probability: float = 0.3
     on_zone_probability: float = 0.7
     touching_fraction: float = 0.2
     edge_fraction: float = 0.1
     atom_sigma_nm: float = 0.035
+    round_fraction: float | None = None
+    outline_roughness: float = 0.0
+    edge_exponent: float = 0.5
+    interior_texture: float = 0.0
+    texture_length_nm: float = 1.0
+    support_undulation_rad: float = 0.05
+    support_undulation_beta: float = 1.5
+    support_granularity_rad: float = 0.0
+    support_grain_nm: float = 1.0
 
     def __post_init__(self) -> None:
         if self.regime not in REGIMES:
@@ -237,7 +293,8 @@ class SimulationParams:
                 "(2 = render at half the pixel size and Fourier-crop; recommended)."
             )
         # Optional floats.
-        optional = ("defocus_nm", "aperture_mrad", "dose_e_per_a2", "gas_info_limit_nm")
+        optional = ("defocus_nm", "aperture_mrad", "dose_e_per_a2", "gas_info_limit_nm",
+                    "round_fraction")
         # Plain scalar ranges.
         for name, (low, high) in _RANGES.items():
             value = getattr(self, name)
@@ -286,6 +343,11 @@ class SimulationParams:
                 f"use one of {MATERIALS}."
             )
         self._validate_diameters()
+        if self.diameter_distribution not in ("log-uniform", "uniform"):
+            raise ValueError(
+                f"SimulationParams.diameter_distribution={self.diameter_distribution!r} is not "
+                "supported; use 'log-uniform' or 'uniform'."
+            )
         kinds = self.kinds
         if isinstance(kinds, str):
             kinds = (kinds,)
@@ -407,27 +469,48 @@ def sample_params(
 
     * voltage 300 / 200 / 80 kV with probabilities 0.6 / 0.3 / 0.1.
     * Optics: 70 % uncorrected, C_s ~ U(0.5, 2) mm; HRTEM defocus = Scherzer + U(-50, 50) nm;
-      30 % corrected, C_s ~ U(-0.04, 0.04) mm, defocus ~ U(-20, 20) nm. Low-mag defocus
-      ~ U(-0.5, 1) x (3 p)^2 / lambda (mostly mild underfocus, as microscopists use for
-      contrast; Fresnel fringes of width sqrt(lambda df) up to about 3 pixels).
-      Astigmatism U(0, 5) nm at U(0, 180) deg; focal spread U(2, 6) nm; convergence
-      U(0.1, 0.5) mrad; objective aperture none (50 %) or U(15, 40) mrad.
-    * Specimen: material Au / Pt / Pd / Ag with probabilities 0.5 / 0.2 / 0.15 / 0.15;
-      carbon U(2, 20) nm; absorption U(0.05, 0.1) (HRTEM) or U(0.1, 0.2) (low mag);
-      fault probability U(0.2, 0.6); on-zone probability U(0.5, 0.9); touching fraction
-      U(0, 0.3); edge fraction U(0, 0.2); atom sigma U(0.03, 0.04) nm.
+      30 % corrected, C_s ~ U(-0.04, 0.04) mm, defocus ~ U(-20, 20) nm (both regimes).
+      HRTEM: astigmatism U(0, 5) nm at U(0, 180) deg; focal spread U(2, 6) nm; convergence
+      U(0.1, 0.5) mrad; objective aperture none (50 %) or U(15, 40) mrad (HRTEM; low mag
+      below).
+    * Specimen (both regimes unless stated below): material Au / Pt / Pd / Ag with
+      probabilities 0.5 / 0.2 / 0.15 / 0.15; HRTEM carbon U(2, 20) nm, absorption
+      U(0.05, 0.1); fault probability U(0.2, 0.6); on-zone probability U(0.5, 0.9); touching fraction
+      U(0, 0.3); HRTEM edge fraction U(0, 0.2); atom sigma U(0.03, 0.04) nm.
     * HRTEM: pixel U(0.025, 0.09) nm; minimum diameter U(2, 4) nm, maximum = min x U(1.5, 4)
       capped at a third of the field; kinds: the four nanoparticle shapes (round, faceted,
       decahedral, rod), plus nanotubes / aggregates with probability 0.15 each.
-    * Low mag: pixel logU(0.1, 1) nm; minimum diameter max(3, 4 px) x U(1, 3) nm, maximum
-      = min x U(1.5, 4) capped at 100 nm and a quarter of the field; kinds: a random non-empty
-      subset of all six shapes, weighted towards nanoparticles.
-    * Number of objects from an area coverage U(0.05, 0.3) of the field divided by the
-      mean particle area, clipped to 1-80.
-    * Dose logU(50, 5000) e/A^2 (HRTEM) or logU(10, 1000) (low mag); drift U(0, 0.3) nm at
-      U(0, 360) deg; jitter U(0, 0.05) nm; gas: none (50 %) or f ~ U(0, 0.3) with an
-      information limit U(0.1, 0.2) nm; MTF c1 U(0.9, 1), c2 U(0, 0.01), c3 U(0.3, 0.4),
-      c4 U(2.4, 2.6).
+    * Low mag (since 2026-11; tuned against the five calibration images
+      ``etem_helpers.real_data.SINTERING_CALIBRATION_IDS`` with :mod:`etem_helpers.realism`,
+      never against the held-out ones; see BENCHMARKS.md): drawn by a separate branch after
+      the voltage and C_s, so HRTEM draws are unchanged.
+
+      - pixel logU(0.1, 0.6) nm (so that a 1-100 nm particle spans 10-120 px);
+      - defocus: the granularity period sqrt(lambda |df|) ~ U(1.5, 6) output pixels, 85 %
+        underfocus (bright Fresnel halo outside the particles, as in the real images), i.e.
+        0.1-20 um; astigmatism U(0, 2 %) of |df| (at most 50 nm); convergence U(0.02, 0.2)
+        mrad (a spread low-mag beam); objective aperture none (30 %) or U(5, 20) mrad;
+      - particle diameters uniform between U(8, 20) px and U(80, 120) px (capped at 100 nm
+        and a quarter of the field): the real calibration particles have quartiles 44 / 61 /
+        77 px with a few below 15 px and above 90 px;
+      - kinds: round always, plus faceted / decahedral / rod / nanotube / aggregate with
+        probabilities 0.4 / 0.2 / 0.3 / 0.15 / 0.2; ``round_fraction`` U(0.6, 0.95);
+        ``outline_roughness`` U(0, 0.15); ``edge_exponent`` U(0.5, 1.5) (softer edges);
+      - coverage U(0.1, 0.3) (real: 0.16-0.19); edge fraction U(0.1, 0.4);
+      - absorption U(0.05, 0.12) (with the thick low-mag particles larger values saturate
+        them to black, unlike the real images); ``interior_texture`` U(0.05, 0.3) with
+        ``texture_length_nm`` U(0.7, 2) px (diffraction / thickness contrast);
+      - carbon U(5, 30) nm; ``support_undulation_rad`` U(0.02, 0.15), beta U(1, 2);
+        ``support_granularity_rad`` U(0.05, 0.3) at ``support_grain_nm`` U(1.5, 4) px
+        (the mottled support);
+      - dose logU(10, 1000) e/A^2; drift U(0, 1) px; jitter U(0, 1.5) px; gas none (70 %) or
+        f ~ U(0, 0.3) without an extra information limit (irrelevant at these pixel sizes);
+        MTF c3 U(0.2, 0.35) (scintillator cameras at low magnification are a bit softer).
+    * HRTEM: number of objects from an area coverage U(0.05, 0.3) of the field divided by
+      the mean particle area, clipped to 1-80.
+    * HRTEM: dose logU(50, 5000) e/A^2; drift U(0, 0.3) nm at U(0, 360) deg; jitter
+      U(0, 0.05) nm; gas: none (50 %) or f ~ U(0, 0.3) with an information limit
+      U(0.1, 0.2) nm; MTF c1 U(0.9, 1), c2 U(0, 0.01), c3 U(0.3, 0.4), c4 U(2.4, 2.6).
     """
     if regime not in REGIMES:
         raise ValueError(f"regime={regime!r} is not supported; use one of {REGIMES}.")
@@ -448,26 +531,15 @@ def sample_params(
         absorption = float(rng.uniform(0.05, 0.1))
         dose = _log_uniform(rng, 50.0, 5000.0)
     else:
-        pixel = _log_uniform(rng, 0.1, 1.0)
-        # Fresnel fringe width sqrt(lambda df) of up to about 3 output pixels
-        defocus = float(rng.uniform(-0.5, 1.0)) * (3.0 * pixel) ** 2 / _wavelength_nm(voltage)
-        absorption = float(rng.uniform(0.1, 0.2))
-        dose = _log_uniform(rng, 10.0, 1000.0)
+        return _sample_lowmag(rng, voltage_kv=voltage, cs_mm=cs, image_size_px=image_size_px)
     field = image_size_px * pixel
-    if regime == "hrtem":
-        d_lo = float(rng.uniform(2.0, 4.0))
-        d_hi = min(d_lo * float(rng.uniform(1.5, 4.0)), field / 3.0)
-        kinds = ["round", "faceted", "decahedral", "rod"]
-        if rng.random() < 0.15:
-            kinds.append("nanotube")
-        if rng.random() < 0.15:
-            kinds.append("aggregate")
-    else:
-        d_lo = max(3.0, 4.0 * pixel) * float(rng.uniform(1.0, 3.0))
-        d_hi = min(d_lo * float(rng.uniform(1.5, 4.0)), 100.0, field / 4.0)
-        weights = {"round": 0.9, "faceted": 0.7, "decahedral": 0.4, "rod": 0.4,
-                   "nanotube": 0.3, "aggregate": 0.3}
-        kinds = [k for k, w in weights.items() if rng.random() < w] or ["round"]
+    d_lo = float(rng.uniform(2.0, 4.0))
+    d_hi = min(d_lo * float(rng.uniform(1.5, 4.0)), field / 3.0)
+    kinds = ["round", "faceted", "decahedral", "rod"]
+    if rng.random() < 0.15:
+        kinds.append("nanotube")
+    if rng.random() < 0.15:
+        kinds.append("aggregate")
     d_lo = min(d_lo, 0.5 * field)
     d_hi = max(d_hi, d_lo)
     coverage = float(rng.uniform(0.05, 0.3))
@@ -507,4 +579,71 @@ def sample_params(
         touching_fraction=float(rng.uniform(0.0, 0.3)),
         edge_fraction=float(rng.uniform(0.0, 0.2)),
         atom_sigma_nm=float(rng.uniform(0.03, 0.04)),
+    )
+
+
+def _sample_lowmag(
+    rng: np.random.Generator, *, voltage_kv: float, cs_mm: float, image_size_px: int
+) -> SimulationParams:
+    """Low-magnification parameters (see :func:`sample_params` for the distributions)."""
+    pixel = _log_uniform(rng, 0.1, 0.6)
+    wavelength = _wavelength_nm(voltage_kv)
+    # granularity period sqrt(lambda |df|) of 1.5-6 output pixels, 85 % underfocus
+    period_nm = float(rng.uniform(1.5, 6.0)) * pixel
+    sign = 1.0 if rng.random() < 0.85 else -1.0
+    defocus = float(np.clip(sign * period_nm**2 / wavelength, *_DEFOCUS_RANGES["lowmag"]))
+    field = image_size_px * pixel
+    d_lo = max(1.0, float(rng.uniform(8.0, 20.0)) * pixel)
+    d_hi = min(float(rng.uniform(80.0, 120.0)) * pixel, 100.0, field / 4.0)
+    d_lo = min(d_lo, d_hi)
+    weights = {"faceted": 0.4, "decahedral": 0.2, "rod": 0.3, "nanotube": 0.15,
+               "aggregate": 0.2}
+    kinds = ["round"] + [k for k, w in weights.items() if rng.random() < w]
+    coverage = float(rng.uniform(0.1, 0.3))
+    mean_area = np.pi * (0.5 * (d_lo + d_hi) / 2.0) ** 2
+    n_particles = int(np.clip(round(coverage * field**2 / mean_area), 1, 80))
+    has_gas = rng.random() < 0.3
+    return SimulationParams(
+        regime="lowmag",
+        image_size_px=image_size_px,
+        pixel_size_nm=pixel,
+        voltage_kv=voltage_kv,
+        cs_mm=cs_mm,
+        defocus_nm=defocus,
+        astigmatism_nm=min(float(rng.uniform(0.0, 0.02)) * abs(defocus), 50.0),
+        astigmatism_angle_deg=float(rng.uniform(0.0, 180.0)),
+        focal_spread_nm=float(rng.uniform(2.0, 6.0)),
+        convergence_mrad=float(rng.uniform(0.02, 0.2)),
+        aperture_mrad=None if rng.random() < 0.3 else float(rng.uniform(5.0, 20.0)),
+        absorption=float(rng.uniform(0.05, 0.12)),
+        carbon_thickness_nm=float(rng.uniform(5.0, 30.0)),
+        dose_e_per_a2=_log_uniform(rng, 10.0, 1000.0),
+        drift_nm=float(rng.uniform(0.0, 1.0)) * pixel,
+        drift_angle_deg=float(rng.uniform(0.0, 360.0)),
+        jitter_nm=float(rng.uniform(0.0, 1.5)) * pixel,
+        gas_fraction=float(rng.uniform(0.0, 0.3)) if has_gas else 0.0,
+        gas_info_limit_nm=None,
+        mtf_c1=float(rng.uniform(0.9, 1.0)),
+        mtf_c2=float(rng.uniform(0.0, 0.01)),
+        mtf_c3=float(rng.uniform(0.2, 0.35)),
+        mtf_c4=float(rng.uniform(2.4, 2.6)),
+        material=str(rng.choice(list(MATERIALS), p=[0.5, 0.2, 0.15, 0.15])),
+        n_particles=n_particles,
+        diameter_range_nm=(d_lo, d_hi),
+        diameter_distribution="uniform",
+        kinds=tuple(kinds),
+        round_fraction=float(rng.uniform(0.6, 0.95)),
+        fault_probability=float(rng.uniform(0.2, 0.6)),
+        on_zone_probability=float(rng.uniform(0.5, 0.9)),
+        touching_fraction=float(rng.uniform(0.0, 0.3)),
+        edge_fraction=float(rng.uniform(0.1, 0.4)),
+        atom_sigma_nm=float(rng.uniform(0.03, 0.04)),
+        outline_roughness=float(rng.uniform(0.0, 0.15)),
+        edge_exponent=float(rng.uniform(0.5, 1.5)),
+        interior_texture=float(rng.uniform(0.05, 0.3)),
+        texture_length_nm=float(rng.uniform(0.7, 2.0)) * pixel,
+        support_undulation_rad=float(rng.uniform(0.02, 0.15)),
+        support_undulation_beta=float(rng.uniform(1.0, 2.0)),
+        support_granularity_rad=float(rng.uniform(0.05, 0.3)),
+        support_grain_nm=float(rng.uniform(1.5, 4.0)) * pixel,
     )

@@ -57,6 +57,7 @@ __all__ = [
     "place_particles",
     "render_phase",
     "render_labels",
+    "render_diffraction_attenuation",
     "particle_attributes",
 ]
 
@@ -130,6 +131,13 @@ class Particle:
         Off-zone HRTEM particles: one cosine fringe set (period 0 = none).
     blobs : tuple
         aggregate: ``((dy_nm, dx_nm, ry_nm, rx_nm, angle_deg), ...)`` ellipsoids.
+    outline : tuple
+        round: ``((order, relative_amplitude, phase_rad), ...)``, a Fourier perturbation of
+        the outline, r(theta) = r_ellipse(theta) [1 + sum a_m cos(m theta + phi_m)]
+        (empty = an ellipse).
+    edge_exponent : float
+        round: thickness ``T q^edge_exponent`` with ``q = 1 - (r / R(theta))^2``; 0.5 is an
+        ellipsoid, larger values give softer edges with the same footprint.
     """
 
     shape: str
@@ -153,6 +161,8 @@ class Particle:
     fringe_angle_deg: float = 0.0
     fringe_amplitude: float = 0.0
     blobs: tuple = ()
+    outline: tuple = ()
+    edge_exponent: float = 0.5
 
     @property
     def kind(self) -> str:
@@ -327,8 +337,18 @@ def particle_thickness(p: Particle, y_nm, x_nm) -> np.ndarray:
     """
     u, v = _local(p, y_nm, x_nm)
     if p.shape == "round":
-        q = 1.0 - (u / p.radius_nm) ** 2 - (v / p.radius2_nm) ** 2
-        return p.thickness_nm * np.sqrt(np.maximum(q, 0.0))
+        un, vn = u / p.radius_nm, v / p.radius2_nm
+        rho2 = un * un + vn * vn
+        if p.outline:
+            theta = np.arctan2(vn, un)
+            scale = 1.0
+            for order, amplitude, phase in p.outline:
+                scale = scale + amplitude * np.cos(order * theta + phase)
+            rho2 = rho2 / (scale * scale)
+        q = np.maximum(1.0 - rho2, 0.0)
+        if p.edge_exponent == 0.5:
+            return p.thickness_nm * np.sqrt(q)
+        return p.thickness_nm * q**p.edge_exponent
     if p.shape in ("faceted", "decahedral"):
         stretch = p.radius_nm / p.radius2_nm if p.radius2_nm > 0 else 1.0
         d = _polygon_edge_distance(u, v * stretch, n=p.n_facets, radius_nm=p.radius_nm)
@@ -355,7 +375,8 @@ def particle_thickness(p: Particle, y_nm, x_nm) -> np.ndarray:
 def particle_bound_radius_nm(p: Particle) -> float:
     """Radius (nm) of a circle around the centre that contains the whole particle."""
     if p.shape == "round":
-        return max(p.radius_nm, p.radius2_nm)
+        bulge = 1.0 + sum(abs(a) for _, a, _ in p.outline)
+        return max(p.radius_nm, p.radius2_nm) * bulge
     if p.shape in ("faceted", "decahedral"):
         return max(p.radius_nm, p.radius2_nm)
     if p.shape == "rod":
@@ -408,14 +429,20 @@ def _random_particle(rng: np.random.Generator, params: SimulationParams, shape: 
     """A particle of the given shape centred at the origin (placement comes later)."""
     d_lo, d_hi = params.diameter_range_nm
     field = params.field_of_view_nm
-    diameter = float(np.exp(rng.uniform(np.log(d_lo), np.log(d_hi))))
+    if params.diameter_distribution == "uniform":
+        diameter = float(rng.uniform(d_lo, d_hi))
+    else:
+        diameter = float(np.exp(rng.uniform(np.log(d_lo), np.log(d_hi))))
     radius = 0.5 * diameter
     angle = float(rng.uniform(0.0, 360.0))
     kw: dict = {"shape": shape, "center_y_nm": 0.0, "center_x_nm": 0.0, "angle_deg": angle}
     if shape == "round":
         b = radius * float(rng.uniform(0.8, 1.0))
         kw.update(radius_nm=radius, radius2_nm=b,
-                  thickness_nm=2.0 * 0.5 * (radius + b) * float(rng.uniform(0.8, 1.0)))
+                  thickness_nm=2.0 * 0.5 * (radius + b) * float(rng.uniform(0.8, 1.0)),
+                  edge_exponent=params.edge_exponent)
+        if params.outline_roughness > 0:
+            kw["outline"] = _random_outline(rng, params.outline_roughness)
     elif shape == "faceted":
         n = int(rng.choice([4, 5, 6, 8]))
         r2 = radius * float(rng.uniform(0.75, 1.0))
@@ -481,6 +508,27 @@ def _random_particle(rng: np.random.Generator, params: SimulationParams, shape: 
     return Particle(**kw)
 
 
+def _random_outline(rng: np.random.Generator, roughness: float) -> tuple:
+    """Fourier outline perturbation: orders 2-5, amplitudes ~ 1/m, sum of |a_m| = roughness."""
+    orders = np.arange(2, 6)
+    weights = rng.uniform(0.0, 1.0, size=orders.size) / orders
+    amplitudes = roughness * float(rng.uniform(0.3, 1.0)) * weights / weights.sum()
+    phases = rng.uniform(0.0, 2.0 * math.pi, size=orders.size)
+    return tuple((int(m), float(a), float(f))
+                 for m, a, f in zip(orders, amplitudes, phases, strict=True))
+
+
+def _draw_shapes(rng: np.random.Generator, params: SimulationParams) -> list[str]:
+    """Shape of each object: uniform over ``kinds``, or ``round_fraction`` round."""
+    kinds = np.array(params.kinds)
+    others = [k for k in params.kinds if k != "round"]
+    if params.round_fraction is None or "round" not in params.kinds or not others:
+        return [str(k) for k in rng.choice(kinds, size=params.n_particles)]
+    is_round = rng.random(params.n_particles) < params.round_fraction
+    rest = rng.choice(np.array(others), size=params.n_particles)
+    return [("round" if r else str(k)) for r, k in zip(is_round, rest, strict=True)]
+
+
 def _moved(p: Particle, cy: float, cx: float) -> Particle:
     dy, dx = cy - p.center_y_nm, cx - p.center_x_nm
     return replace(p, center_y_nm=cy, center_x_nm=cx,
@@ -541,7 +589,7 @@ def place_particles(params: SimulationParams, rng: np.random.Generator) -> list[
     n = params.image_size_px
     px = params.pixel_size_nm
     field = params.field_of_view_nm
-    shapes = [str(s) for s in rng.choice(np.array(params.kinds), size=params.n_particles)]
+    shapes = _draw_shapes(rng, params)
     others = [k for k in params.kinds if k != "nanotube"]
     n_tubes = 0
     for i, shape in enumerate(shapes):  # at most _MAX_NANOTUBES long tubes per image
@@ -784,6 +832,77 @@ def render_phase(
     s = np.float32(2.0 * math.pi**2 * params.atom_sigma_nm**2)
     spec *= np.exp(-s * ky * ky) * np.exp(-s * kx * kx)
     return scipy.fft.irfft2(spec, s=(n, n), workers=-1).astype(np.float32, copy=False)
+
+
+def _texture_field(shape, params: SimulationParams, rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance Gaussian random field with correlation length ``texture_length_nm``.
+
+    White noise smoothed by a Gaussian of standard deviation ``sigma`` (render pixels) and
+    rescaled by ``2 sqrt(pi) sigma`` (the theoretical standard deviation of 2-D
+    Gaussian-filtered white noise is ``1 / (2 sqrt(pi) sigma)``).
+    """
+    sigma_px = params.texture_length_nm / params.render_pixel_size_nm
+    noise = rng.standard_normal(shape)
+    g = ndimage.gaussian_filter(noise, sigma_px, mode="wrap")
+    g *= 2.0 * math.sqrt(math.pi) * max(sigma_px, 0.5)
+    return g
+
+
+def render_diffraction_attenuation(
+    particles: list[Particle], params: SimulationParams, rng: np.random.Generator
+) -> np.ndarray | None:
+    """Extra amplitude attenuation from diffraction contrast inside crystalline particles.
+
+    In low-magnification bright field, grains and regions of a particle that are near a Bragg
+    condition scatter electrons outside the objective aperture and look darker; thickness
+    variation adds to it. Both are modelled as a spatially varying absorption: the exit wave
+    amplitude is multiplied by ``exp(-a)`` with ``a = kappa phi_V0t s g``, where
+    ``phi_V0t = sigma V0 t`` is the particle's mean-inner-potential phase, ``kappa`` the
+    ``absorption``, ``s`` = ``interior_texture`` and ``g`` a unit-variance Gaussian random
+    field with correlation length ``texture_length_nm`` (independent per particle). The
+    mean attenuation is unchanged (``g`` has zero mean), the phase is not modulated (no
+    artificial phase caustics).
+
+    Parameters
+    ----------
+    particles : list of Particle
+        Objects in occlusion order (later ones hide earlier ones).
+    params : SimulationParams
+        Regime, grid, ``absorption``, ``interior_texture``, ``texture_length_nm``.
+    rng : numpy.random.Generator
+        Source of the random fields.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        float32 map ``a`` (dimensionless, may be negative) on the render grid, or None when
+        there is nothing to add (HRTEM, ``interior_texture == 0`` or no crystals).
+    """
+    if params.regime != "lowmag" or params.interior_texture <= 0 or params.absorption <= 0:
+        return None
+    n = params.render_size_px
+    pr = params.render_pixel_size_nm
+    sigma = interaction_constant(params.voltage_kv)
+    boxes = [_bbox_px(p, n, pr) for p in particles]
+    out = None
+    for index, p in enumerate(particles):
+        i0, i1, j0, j1 = boxes[index]
+        if not p.crystalline or i1 <= i0 or j1 <= j0:
+            continue
+        yy = (np.arange(i0, i1) * pr)[:, None]
+        xx = (np.arange(j0, j1) * pr)[None, :]
+        t = particle_thickness(p, yy, xx)
+        phase = sigma * mean_inner_potential_v(p.material) * t * 10.0
+        a = (params.absorption * params.interior_texture) * phase * _texture_field(
+            t.shape, params, rng)
+        later = [(q, b) for q, b in zip(particles[index + 1:], boxes[index + 1:], strict=True)
+                 if _boxes_overlap(boxes[index], b)]
+        if later:
+            a = np.where(_occluded_grid(later, (i0, i1, j0, j1), pr), 0.0, a)
+        if out is None:
+            out = np.zeros((n, n), dtype=np.float32)
+        out[i0:i1, j0:j1] += a.astype(np.float32)
+    return out
 
 
 def _nanotube_phase(p: Particle, yy, xx, *, params: SimulationParams, scale: float):

@@ -68,6 +68,8 @@ def amorphous_carbon_phase(
     rng: np.random.Generator,
     undulation_beta: float = 1.5,
     undulation_rad: float = 0.05,
+    granularity_rad: float = 0.0,
+    grain_nm: float = 1.0,
     atom_sigma_nm: float = DEFAULT_ATOM_SIGMA_NM,
     method: str = "auto",
 ) -> np.ndarray:
@@ -97,6 +99,15 @@ def amorphous_carbon_phase(
     undulation_rad : float, optional
         Expected root-mean-square phase of the undulation in rad (0 disables it). Its
         spectrum is steep, so most of it sits at the scale of the field of view.
+    granularity_rad : float, optional
+        Root-mean-square phase in rad of a granular density variation of the film at the
+        ``grain_nm`` scale (Gaussian random field; 0 disables it). Real low-magnification
+        supports look mottled at the scale of a few nm: clustered amorphous carbon,
+        contamination and thickness variation, which the CTF at um defocus turns into
+        strong intensity granularity. Single-atom speckle alone averages out at 0.1-1 nm
+        pixels.
+    grain_nm : float, optional
+        Correlation length (standard deviation of the Gaussian filter) of that field, nm.
     atom_sigma_nm : float, optional
         Standard deviation of the Gaussian atom profile in nm. The default 0.043 nm is
         calibrated on the physics.md standard deviations (with 0.03 nm they would be about 45 %
@@ -118,6 +129,9 @@ def amorphous_carbon_phase(
     thickness_nm = float(thickness_nm)
     if not math.isfinite(thickness_nm) or thickness_nm < 0:
         raise ValueError(f"thickness_nm must be >= 0, got {thickness_nm!r}.")
+    if granularity_rad < 0:
+        raise ValueError(f"granularity_rad must be >= 0, got {granularity_rad!r}.")
+    grain_nm = _check_positive(grain_nm, "grain_nm")
     if undulation_rad < 0:
         raise ValueError(f"undulation_rad must be >= 0, got {undulation_rad!r}.")
     atom_sigma_nm = _check_positive(atom_sigma_nm, "atom_sigma_nm")
@@ -160,6 +174,13 @@ def amorphous_carbon_phase(
         np.power(k2, -0.5 * float(undulation_beta), out=amp, where=k2 > 0)
         mean_square = float(np.sum(amp**2 * _half_spectrum_weights(nx)[None, :])) / (ny * nx)
         amp *= undulation_rad / math.sqrt(mean_square)
+        white = rng.standard_normal((ny, nx), dtype=np.float32)
+        spectrum += scipy.fft.rfft2(white, workers=-1) * amp.astype(np.float32)
+    if granularity_rad > 0:
+        amp = np.exp(-2.0 * np.pi**2 * grain_nm**2 * k2)
+        amp[0, 0] = 0.0
+        mean_square = float(np.sum(amp**2 * _half_spectrum_weights(nx)[None, :])) / (ny * nx)
+        amp *= granularity_rad / math.sqrt(mean_square)
         white = rng.standard_normal((ny, nx), dtype=np.float32)
         spectrum += scipy.fft.rfft2(white, workers=-1) * amp.astype(np.float32)
     return scipy.fft.irfft2(spectrum, s=(ny, nx), workers=-1).astype(np.float32, copy=False)
