@@ -726,9 +726,10 @@ def analyze(
     tile_px: int | None = None,
     overlap_px: int | None = None,
     tta: bool = False,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     batch_size: int | None = None,
     min_diameter_nm: float | None = None,
+    min_confidence: float | None = None,
     progress: bool = False,
 ) -> AnalysisResult:
     """Find, separate and measure the particles of a micrograph with a trained U-Net.
@@ -758,13 +759,20 @@ def analyze(
         Overlap of neighbouring tiles in pixels (default 64), blended with a raised cosine.
     tta : bool
         Average the prediction over 4 flips (4× slower, slightly smoother).
-    threshold : float
-        Foreground probability threshold, in (0, 1).
+    threshold : float, optional
+        Foreground probability threshold, in (0, 1). None uses the model's own setting,
+        chosen on its validation data when it was trained (``meta["postprocess"]``; 0.5
+        for a model without one).
     batch_size : int, optional
         Tiles per forward pass (None: 1 on the CPU, 4 on GPUs).
     min_diameter_nm : float, optional
-        Remove particles whose area-equivalent diameter is below this (nm). None keeps
-        everything of at least 10 pixels (on the grid the model sees).
+        Remove particles whose area-equivalent diameter is below this (nm). None uses the
+        model's smallest instance size in pixels (on the grid the model sees; 10 px for a
+        model without one).
+    min_confidence : float, optional
+        Remove particles whose mean foreground probability (``confidence``) is below this
+        (0–1). None uses the model's setting (0 for a model without one). Spurious
+        detections on the support are mostly uncertain ones.
     progress : bool
         Show a progress bar over the tiles.
 
@@ -828,8 +836,14 @@ def analyze(
         timing[stage] = round(now - clock, 4)
         clock = now
 
-    if not (isinstance(threshold, int | float) and 0.0 < float(threshold) < 1.0):
-        raise ValueError(f"threshold={threshold!r} must be a number in (0, 1).")
+    if threshold is not None and not (
+        isinstance(threshold, int | float) and 0.0 < float(threshold) < 1.0
+    ):
+        raise ValueError(f"threshold={threshold!r} must be a number in (0, 1) or None.")
+    if min_confidence is not None and not (
+        isinstance(min_confidence, int | float) and 0.0 <= float(min_confidence) <= 1.0
+    ):
+        raise ValueError(f"min_confidence={min_confidence!r} must be a number in [0, 1] or None.")
     if min_diameter_nm is not None:
         min_diameter_nm = _validate_pixel_size(
             min_diameter_nm, argument="min_diameter_nm",
@@ -876,6 +890,12 @@ def analyze(
     # model -----------------------------------------------------------------------------
     torch_device = get_device(device)
     network, meta = _resolve_model(model, torch_device)
+    from .postprocess import postprocess_settings
+
+    settings = postprocess_settings(
+        meta.get("postprocess"), threshold=threshold, min_confidence=min_confidence
+    )
+    threshold = float(settings["threshold"])
     lap("load_model")
 
     # 2. resample if outside the model's range ---------------------------------------------
@@ -958,19 +978,28 @@ def analyze(
     lap("predict")
 
     # 5. split touching particles ----------------------------------------------------------
-    split_kwargs: dict[str, Any] = {"threshold": float(threshold)}
+    from .instances import filter_instances
+
+    split_kwargs: dict[str, Any] = {
+        key: settings[key] for key in ("threshold", "boundary_threshold", "min_distance_px", "h_px")
+    }
+    min_size_px = int(settings["min_size_px"])
     if min_diameter_nm is not None:
         radius_px = 0.5 * min_diameter_nm / prediction_pixel_size_nm
-        split_kwargs["min_size_px"] = max(1, math.ceil(math.pi * radius_px**2))
+        min_size_px = max(1, math.ceil(math.pi * radius_px**2))
     foreground, boundary = probabilities[0], probabilities[1]
     if foreground.size > BLOCKED_SPLIT_MIN_PIXELS:
-        labels = split_instances_blocked(foreground, boundary, **split_kwargs)
+        labels = split_instances_blocked(foreground, boundary, min_size_px=1, **split_kwargs)
         split_mode = f"blocked ({SPLIT_BLOCK_PX} px blocks)"
     else:
         from .instances import split_instances
 
-        labels = split_instances(foreground, boundary, **split_kwargs)
+        labels = split_instances(foreground, boundary, min_size_px=1, **split_kwargs)
         split_mode = "whole image"
+    labels = filter_instances(
+        labels, foreground, min_size_px=min_size_px,
+        min_confidence=float(settings["min_confidence"]),
+    )
     lap("split")
 
     # map back to the original grid ----------------------------------------------------------
@@ -1001,7 +1030,8 @@ def analyze(
         tile_px=[int(n) for n in tile_shape],
         overlap_px=int(overlap),
         n_tiles=int(n_tiles),
-        min_size_px=split_kwargs.get("min_size_px", 10),
+        min_size_px=min_size_px,
+        postprocess={**settings, "min_size_px": min_size_px},
         split=split_mode,
         timing_s=timing,
         image_shape=[int(n) for n in array.shape],

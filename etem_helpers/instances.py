@@ -9,7 +9,8 @@ network in :mod:`etem_helpers.segment` predicts two channels:
 
 :func:`labels_to_targets` turns an instance label map into these two channels for training,
 and :func:`split_instances` turns predicted probabilities back into an instance label map
-(seeded watershed).
+(seeded watershed). :func:`filter_instances` then drops instances that are too small or that
+the network is unsure of.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["labels_to_targets", "split_instances"]
+__all__ = ["filter_instances", "labels_to_targets", "split_instances"]
 
 
 def _disk_footprint(radius_px: int) -> np.ndarray:
@@ -333,3 +334,85 @@ def split_instances(
         labels = np.zeros(mask.shape, dtype=np.int64)
     labels = _label_unseeded(labels, mask)
     return _remove_small_and_relabel(labels, min_size_px)
+
+
+def _instance_sums(labels: np.ndarray, values: np.ndarray, n_ids: int, *, rows_per_chunk: int):
+    """Pixel counts and sums of ``values`` per label id, in row chunks (bounded memory)."""
+    counts = np.zeros(n_ids, dtype=np.int64)
+    sums = np.zeros(n_ids, dtype=np.float64)
+    for start in range(0, labels.shape[0], rows_per_chunk):
+        block = labels[start : start + rows_per_chunk].ravel()
+        counts += np.bincount(block, minlength=n_ids)
+        sums += np.bincount(
+            block, weights=values[start : start + rows_per_chunk].ravel(), minlength=n_ids
+        )
+    return counts, sums
+
+
+def filter_instances(
+    labels: np.ndarray,
+    foreground_prob: np.ndarray | None = None,
+    *,
+    min_size_px: int = 1,
+    min_confidence: float = 0.0,
+) -> np.ndarray:
+    """Remove small or low-confidence instances and renumber the rest, keeping their order.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (H, W)
+        Instance label map (0 background, positive ids), e.g. from :func:`split_instances`.
+    foreground_prob : ndarray of float, shape (H, W), optional
+        Foreground probability (0–1). Needed when ``min_confidence > 0``.
+    min_size_px : int, optional
+        Instances with fewer pixels (area, pixels) are removed.
+    min_confidence : float, optional
+        Instances whose mean foreground probability (the ``confidence`` column of
+        :func:`etem_helpers.measure.measure_particles`) is below this (0–1) are removed.
+        Spurious detections on the support film are mostly faint and uncertain, while real
+        particles are predicted with high confidence.
+
+    Returns
+    -------
+    labels : ndarray of int32, shape (H, W)
+        The kept instances renumbered 1..N in the order of their old ids.
+
+    Examples
+    --------
+    >>> lab = np.array([[1, 1, 0, 2]])
+    >>> prob = np.array([[0.9, 0.9, 0.0, 0.6]])
+    >>> filter_instances(lab, prob, min_confidence=0.8).tolist()
+    [[1, 1, 0, 0]]
+    """
+    labels = _check_2d(labels, "labels")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min(initial=0) < 0:
+        raise ValueError("`labels` must be a non-negative integer label map (0 = background).")
+    if int(min_size_px) != min_size_px or min_size_px < 1:
+        raise ValueError(f"`min_size_px` must be an integer >= 1; got {min_size_px!r}.")
+    if not 0.0 <= float(min_confidence) <= 1.0:
+        raise ValueError(f"`min_confidence` must be in [0, 1]; got {min_confidence!r}.")
+    n_ids = int(labels.max(initial=0)) + 1
+    if n_ids == 1:
+        return np.zeros(labels.shape, dtype=np.int32)
+    rows = max(1, 4_000_000 // max(labels.shape[1], 1))
+    if min_confidence > 0:
+        if foreground_prob is None:
+            raise ValueError("`foreground_prob` is required when `min_confidence` > 0.")
+        foreground_prob = _check_2d(foreground_prob, "foreground_prob")
+        if foreground_prob.shape != labels.shape:
+            raise ValueError(
+                f"`foreground_prob` shape {foreground_prob.shape} differs from `labels` shape "
+                f"{labels.shape}; pass the probability map the labels were made from."
+            )
+        counts, sums = _instance_sums(labels, foreground_prob, n_ids, rows_per_chunk=rows)
+        mean = sums / np.maximum(counts, 1)
+        keep = (counts >= int(min_size_px)) & (mean >= float(min_confidence))
+    else:
+        counts = np.zeros(n_ids, dtype=np.int64)
+        for start in range(0, labels.shape[0], rows):
+            counts += np.bincount(labels[start : start + rows].ravel(), minlength=n_ids)
+        keep = counts >= int(min_size_px)
+    keep[0] = False
+    mapping = np.zeros(n_ids, dtype=np.int32)
+    mapping[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return mapping[labels]

@@ -266,6 +266,7 @@ def save_checkpoint(
     tile_px: int,
     metrics: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
+    postprocess: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Save a trained segmentation model with the metadata needed to use it correctly.
@@ -291,6 +292,10 @@ def save_checkpoint(
         Validation metrics (plain numbers).
     config : dict, optional
         Training configuration (plain types), for provenance.
+    postprocess : dict, optional
+        Instance settings chosen for this model on validation data (keys of
+        :data:`etem_helpers.postprocess.DEFAULT_POSTPROCESS`); :func:`etem_helpers.analyze`
+        uses them unless told otherwise. None: the defaults.
     overwrite : bool
         Replace an existing file. Default False raises ``FileExistsError``.
 
@@ -315,6 +320,10 @@ def save_checkpoint(
         raise ValueError(
             f"pixel_size_range_nm={pixel_size_range_nm!r} must be (low, high) with 0 < low <= high."
         )
+    if postprocess:
+        from .postprocess import postprocess_settings
+
+        postprocess_settings(postprocess)  # unknown keys raise here, not at analysis time
     state_dict = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
     reference = build_unet(preset).state_dict()
     mismatched = sorted(
@@ -339,6 +348,7 @@ def save_checkpoint(
         "tile_px": int(tile_px),
         "metrics": _plain(dict(metrics or {}), "metrics"),
         "config": _plain(dict(config or {}), "config"),
+        "postprocess": _plain(dict(postprocess or {}), "postprocess"),
         "state_dict": state_dict,
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -31,8 +31,10 @@ __all__ = [
     "evaluate_segmentation",
     "load_config",
     "main",
+    "retune_checkpoint",
     "run_training",
     "train_segmentation",
+    "tune_on_validation",
 ]
 
 _SCHEDULERS = ("cosine", "plateau", None)
@@ -327,6 +329,8 @@ DEFAULT_CONFIG: Mapping[str, Any] = MappingProxyType(
         "num_workers": 0,
         "device": "auto",
         "seed": 0,
+        # instances: choose split/filter settings on the validation split (stored in the model)
+        "tune_postprocess": True,
         # checkpoint
         "weights_dtype": "float32",  # "float16" halves the file; cast back to float32 at load
     }
@@ -379,6 +383,38 @@ def load_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
+def _check_reusable_dataset(out_dir: Path, settings: Mapping[str, Any], *, seed: int) -> None:
+    """Raise if ``out_dir`` holds a dataset other than the one ``settings`` and ``seed`` describe.
+
+    A dataset is reused only if its ``dataset.json`` records the same simulator revision
+    (:data:`etem_helpers.simulate.dataset.SIMULATOR_REVISION`), seed and simulator settings;
+    otherwise training would silently use images that the configuration no longer produces.
+    The folder is never deleted here: the message says what differs and what to do.
+    """
+    from .simulate.dataset import SIMULATOR_REVISION
+
+    info_path = out_dir / "dataset.json"
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"{info_path} is missing or unreadable ({error}); cannot tell which simulator made "
+            f"the dataset in {out_dir}. Delete that folder to have it simulated again, or set "
+            "'dataset_dir' in the config to use it as it is."
+        ) from error
+    arguments = info.get("arguments", {})
+    wanted = {"seed": seed, **{k: v for k, v in settings.items() if k not in ("n_jobs", "progress")}}
+    found = {k: arguments.get(k) for k in wanted}
+    revision = info.get("simulator_revision", 1)
+    if revision != SIMULATOR_REVISION or found != wanted:
+        raise ValueError(
+            f"{out_dir} holds a dataset simulated with revision {revision} and settings {found}, "
+            f"but the config asks for revision {SIMULATOR_REVISION} and {wanted}. Delete that "
+            "folder (or change 'simulate.out_dir') to have it simulated again; it is never "
+            "overwritten automatically."
+        )
+
+
 def _prepare_dataset(config: Mapping[str, Any], *, progress: bool = True) -> Path:
     """Dataset directory from the config, simulating it first if asked (and not yet done)."""
     if config["dataset_dir"] is not None:
@@ -388,7 +424,8 @@ def _prepare_dataset(config: Mapping[str, Any], *, progress: bool = True) -> Pat
         raise ValueError("'simulate' needs at least 'n_images' and 'out_dir'.")
     out_dir = Path(settings.pop("out_dir"))
     if (out_dir / "manifest.csv").is_file():
-        return out_dir  # already simulated: reuse
+        _check_reusable_dataset(out_dir, settings, seed=int(config["seed"]))
+        return out_dir  # already simulated by this simulator revision: reuse
     from .simulate import generate_dataset
 
     generate_dataset(
@@ -412,6 +449,76 @@ def _normalization_meta(method: str) -> dict[str, Any]:
         if parameter.kind is parameter.KEYWORD_ONLY and name != "method":
             meta[name] = parameter.default
     return meta
+
+
+def tune_on_validation(
+    model,
+    normalization: Mapping[str, Any],
+    dataset_dir: str | Path,
+    val_ids: Sequence[str],
+    *,
+    tile_px: int = 512,
+    device="cpu",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Post-processing settings that maximise instance F1 on whole validation micrographs.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The trained network (as it will be saved, e.g. with float16-rounded weights).
+    normalization : dict
+        Checkpoint normalisation metadata (how images are normalised before the network).
+    dataset_dir : str or pathlib.Path
+        Dataset written by :func:`etem_helpers.simulate.generate_dataset`.
+    val_ids : sequence of str
+        Validation micrograph ids (never the test split).
+    tile_px : int
+        Inference tile side in pixels.
+    device : str or torch.device
+        Where to predict.
+
+    Returns
+    -------
+    settings : dict
+        See :func:`etem_helpers.postprocess.tune_postprocess`.
+    scores : dict
+        Validation ``tp``, ``fp``, ``fn``, ``precision``, ``recall``, ``f1`` with the chosen
+        settings and with :data:`etem_helpers.postprocess.DEFAULT_POSTPROCESS`
+        (``default_f1``), and ``n_images``.
+    """
+    import numpy as np
+    import tifffile
+
+    from .analysis import normalize_for_model
+    from .data import read_manifest
+    from .io import read_micrograph
+    from .postprocess import DEFAULT_POSTPROCESS, score_postprocess, tune_postprocess
+    from .segment import predict_probabilities
+
+    dataset_dir = Path(dataset_dir)
+    manifest = read_manifest(dataset_dir).set_index("micrograph_id")
+    probabilities, truths = [], []
+    for micrograph_id in val_ids:
+        row = manifest.loc[micrograph_id]
+        image = read_micrograph(dataset_dir / row["image_path"]).image
+        normalized = normalize_for_model(np.asarray(image, dtype=np.float32), normalization)
+        probabilities.append(
+            predict_probabilities(
+                model, normalized, tile_px=int(tile_px), overlap_px=64, device=device
+            )
+        )
+        truths.append(tifffile.imread(dataset_dir / row["labels_path"]).astype(np.int32))
+    settings, trials = tune_postprocess(probabilities, truths)
+    scores = score_postprocess(probabilities, truths, settings)
+    scores["default_f1"] = score_postprocess(probabilities, truths, DEFAULT_POSTPROCESS)["f1"]
+    scores["n_images"] = len(val_ids)
+    scores["n_trials"] = len(trials)
+    return settings, scores
+
+
+def _float_copy(model):
+    """A float32 copy of a (possibly float16) model: what load_checkpoint will give back."""
+    return copy.deepcopy(model).float().eval()
 
 
 def run_training(
@@ -537,6 +644,19 @@ def run_training(
     model = model.cpu()
     if config["weights_dtype"] == "float16":
         model = model.half()  # integer buffers (BatchNorm counters) are left as they are
+    postprocess = None
+    if config["tune_postprocess"] and split["val"]:
+        tuned_started = time.perf_counter()
+        postprocess, val_scores = tune_on_validation(
+            _float_copy(model), _normalization_meta(config["normalize"]), dataset_dir,
+            split["val"], device="cpu",
+        )
+        metrics.update(
+            val_instance_f1=val_scores["f1"],
+            val_instance_f1_default_postprocess=val_scores["default_f1"],
+            tune_seconds=time.perf_counter() - tuned_started,
+        )
+        history["postprocess"] = {"settings": postprocess, "val_scores": val_scores}
     checkpoint_path = save_checkpoint(
         out_path,
         model,
@@ -547,10 +667,82 @@ def run_training(
         tile_px=int(config["tile_px"]),
         metrics=metrics,
         config={**config, "dataset_dir": str(dataset_dir), "split": split},
+        postprocess=postprocess,
         overwrite=overwrite,
     )
     history_path.write_text(json.dumps(history, indent=2))
     return history, checkpoint_path
+
+
+def retune_checkpoint(
+    checkpoint: str | Path, out_path: str | Path, *, overwrite: bool = False
+) -> tuple[dict[str, Any], Path]:
+    """Choose post-processing settings for an existing checkpoint and save a copy with them.
+
+    The weights and all other metadata are kept; only ``postprocess`` and the validation
+    instance scores in ``metrics`` are (re)written. The dataset and split come from the
+    checkpoint's own training configuration, so the result is what
+    ``python -m etem_helpers.train`` with ``"tune_postprocess": true`` would have stored.
+
+    Parameters
+    ----------
+    checkpoint : str or pathlib.Path
+        Checkpoint written by :func:`run_training`.
+    out_path : str or pathlib.Path
+        Where to write the tuned checkpoint (may equal ``checkpoint`` with ``overwrite``).
+    overwrite : bool
+        Replace ``out_path`` if it exists.
+
+    Returns
+    -------
+    scores : dict
+        Validation scores (see :func:`tune_on_validation`) and the chosen ``settings``.
+    path : pathlib.Path
+        The written checkpoint.
+    """
+    from .data import read_manifest, split_by_micrograph
+    from .segment import load_checkpoint, save_checkpoint
+
+    out_path = Path(out_path)
+    if out_path.exists() and not overwrite:
+        raise FileExistsError(f"{out_path} exists; pass --overwrite (overwrite=True) to replace it.")
+    model, meta = load_checkpoint(checkpoint, device="cpu")
+    config = load_config({k: v for k, v in meta["config"].items() if k not in ("split",)})
+    dataset_dir = _prepare_dataset(config, progress=False)
+    manifest = read_manifest(dataset_dir)
+    split = split_by_micrograph(
+        manifest["micrograph_id"], fractions=config["split_fractions"], seed=int(config["seed"])
+    )
+    stored = meta["config"].get("split")
+    if stored is not None and list(stored["val"]) != list(split["val"]):
+        raise RuntimeError(
+            f"The validation split recomputed from {dataset_dir} differs from the one stored in "
+            f"{checkpoint}; that folder does not hold the model's training data."
+        )
+    settings, scores = tune_on_validation(
+        model, meta["normalization"], dataset_dir, split["val"], device="cpu"
+    )
+    metrics = {
+        **meta["metrics"],
+        "val_instance_f1": scores["f1"],
+        "val_instance_f1_default_postprocess": scores["default_f1"],
+    }
+    if meta["config"].get("weights_dtype") == "float16":
+        model = model.half()
+    path = save_checkpoint(
+        out_path,
+        model,
+        preset=meta["preset"],
+        normalization=meta["normalization"],
+        pixel_size_nm=meta["pixel_size_nm"],
+        pixel_size_range_nm=tuple(meta["pixel_size_range_nm"]),
+        tile_px=meta["tile_px"],
+        metrics=metrics,
+        config=meta["config"],
+        postprocess=settings,
+        overwrite=overwrite,
+    )
+    return {**scores, "settings": settings}, path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -559,12 +751,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m etem_helpers.train",
         description="Train the particle-segmentation U-Net from a JSON configuration.",
     )
-    parser.add_argument("--config", required=True, help="JSON file of settings (see DEFAULT_CONFIG)")
+    parser.add_argument("--config", help="JSON file of settings (see DEFAULT_CONFIG)")
     parser.add_argument("--out", required=True, help="checkpoint to write, e.g. model.pt")
+    parser.add_argument(
+        "--retune", metavar="CHECKPOINT", default=None,
+        help="do not train: choose the post-processing settings of CHECKPOINT on its "
+        "validation split and write the result to --out",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--device", default=None, help="override the config: auto, cpu, cuda, mps")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
+    if args.retune is not None:
+        scores, path = retune_checkpoint(args.retune, args.out, overwrite=args.overwrite)
+        print(
+            f"Saved {path}: post-processing {scores['settings']}; validation instance F1 "
+            f"{scores['f1']:.3f} (defaults {scores['default_f1']:.3f}, {scores['n_images']} images)."
+        )
+        return 0
+    if args.config is None:
+        parser.error("--config is required (unless --retune is given)")
     config = load_config(args.config)
     if args.device is not None:
         config["device"] = args.device
@@ -589,6 +795,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Saved {path} (best epoch {best}, {history['monitor']} {history['best_loss']:.4f}, "
         f"val Dice {history['val_dice'][best - 1]:.3f})."
     )
+    if "postprocess" in history:
+        tuned = history["postprocess"]
+        print(
+            f"Post-processing chosen on validation: {tuned['settings']}; instance F1 "
+            f"{tuned['val_scores']['f1']:.3f} (defaults {tuned['val_scores']['default_f1']:.3f})."
+        )
     return 0
 
 

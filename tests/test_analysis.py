@@ -256,6 +256,24 @@ def test_min_diameter_removes_small_particles():
     assert (large.particles["diameter_nm"] >= 6.0 - 1e-9).all()
 
 
+def test_stored_postprocess_settings_are_used_and_can_be_overridden():
+    image, _ = disks_image(seed=2, n=20, radius_px=(2.0, 9.0))
+    network, meta = dark_model()
+    plain = analyze(image, 0.5, model=(network, meta))
+    assert plain.info["threshold"] == 0.5 and plain.info["min_size_px"] == 10
+    strict = {**meta, "postprocess": {"min_size_px": 150, "threshold": 0.7}}
+    stored = analyze(image, 0.5, model=(network, strict))
+    assert stored.info["threshold"] == 0.7 and stored.info["postprocess"]["min_size_px"] == 150
+    assert 0 < stored.n_particles < plain.n_particles
+    assert (np.bincount(stored.labels.ravel())[1:] >= 150).all()
+    again = analyze(image, 0.5, model=(network, strict), min_diameter_nm=0.5, threshold=0.5)
+    assert again.n_particles == plain.n_particles
+    unsure = analyze(image, 0.5, model=(network, meta), min_confidence=1.0)
+    assert unsure.n_particles == 0 and unsure.labels.max() == 0
+    with pytest.raises(ValueError, match="min_confidence"):
+        analyze(image, 0.5, model=(network, meta), min_confidence=2.0)
+
+
 # ---------------------------------------------------------------- pixel size range
 
 

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from etem_helpers.instances import labels_to_targets
+from etem_helpers.postprocess import DEFAULT_POSTPROCESS
 from etem_helpers.segment import build_unet, load_checkpoint, predict_probabilities, save_checkpoint
 from etem_helpers.train import evaluate_segmentation, load_config, main, train_segmentation
 
@@ -197,6 +198,21 @@ def test_cli_trains_and_writes_a_loadable_checkpoint(tmp_path):
     assert json.loads((tmp_path / "model.history.json").read_text())["epoch"] == [1]
     with pytest.raises(FileExistsError, match="overwrite"):
         main(["--config", str(config_path), "--out", str(out), "--no-progress"])
+    # post-processing chosen on the validation split and stored with the model
+    assert set(meta["postprocess"]) == set(DEFAULT_POSTPROCESS)
+    assert 0 <= meta["metrics"]["val_instance_f1"] <= 1
+    assert meta["metrics"]["val_instance_f1"] >= meta["metrics"][
+        "val_instance_f1_default_postprocess"
+    ]
+    # --retune on an existing checkpoint gives the same settings, weights unchanged
+    retuned = tmp_path / "retuned.pt"
+    assert main(["--retune", str(out), "--out", str(retuned)]) == 0
+    model2, meta2 = load_checkpoint(retuned)
+    assert meta2["postprocess"] == meta["postprocess"]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, model2.state_dict()[key]), key
+    with pytest.raises(FileExistsError, match="overwrite"):
+        main(["--retune", str(out), "--out", str(retuned)])
 
 
 def test_float16_weights_halve_the_checkpoint_and_load_as_float32(tmp_path, capsys):
@@ -227,3 +243,21 @@ def test_float16_weights_halve_the_checkpoint_and_load_as_float32(tmp_path, caps
     )
     with pytest.raises(ValueError, match="weights_dtype"):
         load_config({**base, "weights_dtype": "int8"})
+
+
+def test_a_dataset_from_another_simulator_revision_is_not_reused(tmp_path):
+    from etem_helpers.simulate import SIMULATOR_REVISION
+    from etem_helpers.train import _prepare_dataset
+
+    out = _write_fake_dataset(tmp_path / "sim")
+    settings = {"n_images": 4, "regime": "lowmag", "image_size_px": 96}
+    info = {"arguments": {**settings, "seed": 3}, "simulator_revision": SIMULATOR_REVISION}
+    (out / "dataset.json").write_text(json.dumps(info))
+    config = load_config({"simulate": {**settings, "out_dir": str(out)}, "seed": 3})
+    assert _prepare_dataset(config) == out  # same revision and settings: reused
+    for changed in ({**info, "simulator_revision": SIMULATOR_REVISION - 1},
+                    {**info, "arguments": {**settings, "seed": 4}}):  # fmt: skip
+        (out / "dataset.json").write_text(json.dumps(changed))
+        with pytest.raises(ValueError, match="Delete that folder"):
+            _prepare_dataset(config)
+    assert (out / "manifest.csv").is_file()  # nothing was deleted

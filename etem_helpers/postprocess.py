@@ -1,0 +1,253 @@
+"""From predicted probabilities to particle instances, and tuning of that step on validation data.
+
+A segmentation network outputs two probability maps (foreground and contact boundary, see
+:mod:`etem_helpers.instances`). Turning them into separate particles needs a few settings:
+the foreground threshold, the boundary threshold and seed rules of the watershed, and the
+smallest size and confidence an instance must have. Their best values depend on the model,
+so :func:`tune_postprocess` chooses them on the *validation* split (never the test split) by
+maximising instance F1, and the training command stores them in the checkpoint
+(``meta["postprocess"]``), where :func:`etem_helpers.analyze` finds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_POSTPROCESS",
+    "POSTPROCESS_GRID",
+    "postprocess_settings",
+    "probabilities_to_instances",
+    "score_postprocess",
+    "tune_postprocess",
+]
+
+#: Settings used when a checkpoint stores none (models trained before tuning existed).
+DEFAULT_POSTPROCESS: Mapping[str, float] = MappingProxyType(
+    {
+        "threshold": 0.5,
+        "boundary_threshold": 0.5,
+        "min_distance_px": 3,
+        "h_px": 1.0,
+        "min_size_px": 10,
+        "min_confidence": 0.0,
+    }
+)
+
+#: Values tried for each setting by :func:`tune_postprocess` (coordinate search).
+POSTPROCESS_GRID: Mapping[str, tuple] = MappingProxyType(
+    {
+        "threshold": (0.3, 0.4, 0.5, 0.6, 0.7),
+        "boundary_threshold": (0.2, 0.3, 0.5, 0.7),
+        "h_px": (0.5, 1.0, 2.0, 3.0, 5.0, 8.0),
+        "min_distance_px": (2, 3, 5, 8),
+        "min_size_px": (5, 10, 20, 40),
+        "min_confidence": (0.0, 0.6, 0.7, 0.8, 0.85, 0.9),
+    }
+)
+
+_SPLIT_KEYS = ("threshold", "boundary_threshold", "min_distance_px", "h_px")
+
+
+def postprocess_settings(stored: Mapping[str, Any] | None = None, **overrides) -> dict[str, Any]:
+    """Complete post-processing settings: defaults, then stored values, then overrides.
+
+    Parameters
+    ----------
+    stored : dict, optional
+        Settings saved with a model (``meta.get("postprocess")``).
+    **overrides
+        Settings given explicitly by the caller; ``None`` values are ignored.
+
+    Returns
+    -------
+    dict
+        Every key of :data:`DEFAULT_POSTPROCESS`.
+
+    Raises
+    ------
+    ValueError
+        An unknown key.
+    """
+    settings = dict(DEFAULT_POSTPROCESS)
+    for source in (stored or {}), overrides:
+        unknown = sorted(set(source) - set(DEFAULT_POSTPROCESS))
+        if unknown:
+            raise ValueError(
+                f"Unknown post-processing setting(s) {unknown}; known: {sorted(DEFAULT_POSTPROCESS)}."
+            )
+        settings.update({k: v for k, v in source.items() if v is not None})
+    return settings
+
+
+def probabilities_to_instances(
+    foreground_prob: np.ndarray, boundary_prob: np.ndarray | None = None, **settings
+) -> np.ndarray:
+    """Instance labels from probability maps: :func:`split_instances` then :func:`filter_instances`.
+
+    Parameters
+    ----------
+    foreground_prob, boundary_prob : ndarray of float, shape (H, W)
+        Channel 0 and 1 of a prediction (probabilities 0–1); ``boundary_prob`` may be None.
+    **settings
+        Keys of :data:`DEFAULT_POSTPROCESS`; missing ones take the default.
+
+    Returns
+    -------
+    ndarray of int32, shape (H, W)
+        0 background, 1..N particles.
+    """
+    from .instances import filter_instances, split_instances
+
+    settings = postprocess_settings(None, **settings)
+    labels = split_instances(
+        foreground_prob,
+        boundary_prob,
+        **{k: settings[k] for k in _SPLIT_KEYS},
+        min_size_px=1,
+    )
+    return filter_instances(
+        labels,
+        foreground_prob,
+        min_size_px=int(settings["min_size_px"]),
+        min_confidence=float(settings["min_confidence"]),
+    )
+
+
+def _counts(pred_labels: np.ndarray, true_labels: np.ndarray) -> tuple[int, int, int]:
+    from .metrics import match_instances
+
+    match = match_instances(pred_labels, true_labels)
+    return match.n_matched, match.n_pred - match.n_matched, match.n_true - match.n_matched
+
+
+def score_postprocess(
+    probabilities: Sequence[np.ndarray],
+    true_labels: Sequence[np.ndarray],
+    settings: Mapping[str, Any],
+    *,
+    _split_cache: dict | None = None,
+) -> dict[str, float]:
+    """Pooled instance precision, recall and F1 (IoU >= 0.5) of one set of settings.
+
+    Parameters
+    ----------
+    probabilities : sequence of ndarray, each (2, H, W)
+        Foreground and boundary probabilities per image.
+    true_labels : sequence of ndarray of int, each (H, W)
+        True instance label maps, same shapes.
+    settings : dict
+        Post-processing settings (see :data:`DEFAULT_POSTPROCESS`).
+
+    Returns
+    -------
+    dict
+        ``tp``, ``fp``, ``fn`` summed over the images, and ``precision``, ``recall``, ``f1``.
+    """
+    from .instances import filter_instances, split_instances
+
+    if len(probabilities) != len(true_labels):
+        raise ValueError(
+            f"{len(probabilities)} probability maps but {len(true_labels)} label maps; pass one "
+            "of each per image."
+        )
+    settings = postprocess_settings(None, **settings)
+    split_key = tuple(settings[k] for k in _SPLIT_KEYS)
+    tp = fp = fn = 0
+    for index, (prob, truth) in enumerate(zip(probabilities, true_labels, strict=True)):
+        cache_key = (index, split_key)
+        labels = None if _split_cache is None else _split_cache.get(cache_key)
+        if labels is None:
+            labels = split_instances(
+                prob[0], prob[1], **{k: settings[k] for k in _SPLIT_KEYS}, min_size_px=1
+            )
+            if _split_cache is not None:
+                _split_cache[cache_key] = labels
+        labels = filter_instances(
+            labels,
+            prob[0],
+            min_size_px=int(settings["min_size_px"]),
+            min_confidence=float(settings["min_confidence"]),
+        )
+        counts = _counts(labels, truth)
+        tp, fp, fn = tp + counts[0], fp + counts[1], fn + counts[2]
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
+
+
+def tune_postprocess(
+    probabilities: Sequence[np.ndarray],
+    true_labels: Sequence[np.ndarray],
+    *,
+    grid: Mapping[str, Sequence] | None = None,
+    start: Mapping[str, Any] | None = None,
+    rounds: int = 2,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Choose post-processing settings that maximise pooled instance F1 (coordinate search).
+
+    Each round tries, one setting at a time, every value in ``grid`` while the others stay
+    fixed, and keeps a value only if it raises F1 (ties keep the current value, so the
+    result does not depend on the grid order within ties). Use validation images only: the
+    chosen settings are part of the model and must not see the test split.
+
+    Parameters
+    ----------
+    probabilities : sequence of ndarray, each (2, H, W)
+        Predicted foreground and boundary probabilities of the validation images.
+    true_labels : sequence of ndarray of int, each (H, W)
+        Their true instance label maps.
+    grid : dict of str to sequence, optional
+        Values to try per setting (default :data:`POSTPROCESS_GRID`).
+    start : dict, optional
+        Starting settings (default :data:`DEFAULT_POSTPROCESS`).
+    rounds : int
+        Passes over all settings (>= 1).
+
+    Returns
+    -------
+    best : dict
+        The chosen settings (every key of :data:`DEFAULT_POSTPROCESS`).
+    trials : list of dict
+        Every evaluated setting with its ``tp``, ``fp``, ``fn``, ``precision``, ``recall``,
+        ``f1``, in evaluation order.
+    """
+    if int(rounds) != rounds or rounds < 1:
+        raise ValueError(f"rounds={rounds!r} must be an integer >= 1.")
+    if not probabilities:
+        raise ValueError("No validation images were given; tuning needs at least one.")
+    grid = dict(POSTPROCESS_GRID if grid is None else grid)
+    postprocess_settings(None, **{k: None for k in grid})  # reject unknown keys early
+    best = postprocess_settings(start)
+    cache: dict = {}
+    trials: list[dict[str, Any]] = []
+
+    def evaluate(settings):
+        scores = score_postprocess(probabilities, true_labels, settings, _split_cache=cache)
+        trials.append({**settings, **scores})
+        return scores["f1"]
+
+    best_f1 = evaluate(best)
+    for _ in range(int(rounds)):
+        improved = False
+        for key, values in grid.items():
+            for value in values:
+                if value == best[key]:
+                    continue
+                candidate = {**best, key: value}
+                f1 = evaluate(candidate)
+                if f1 > best_f1 + 1e-12:
+                    best, best_f1, improved = candidate, f1, True
+            # free split results that the remaining search cannot reuse
+            if key in _SPLIT_KEYS:
+                current = tuple(best[k] for k in _SPLIT_KEYS)
+                for cache_key in [c for c in cache if c[1] != current]:
+                    del cache[cache_key]
+        if not improved:
+            break
+    return best, trials
