@@ -341,6 +341,26 @@ def test_models_are_cached_per_file_and_device(tiny_checkpoint):
     assert fresh is not first
 
 
+def test_fused_network_gives_the_same_probabilities_without_batch_norms(tiny_checkpoint):
+    from etem_helpers.analysis import fuse_for_inference
+    from etem_helpers.segment import load_checkpoint
+
+    plain, _ = load_checkpoint(tiny_checkpoint)
+    fused, _ = load_model(tiny_checkpoint, device="cpu")
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    x = torch.rand(1, 1, 64, 96)
+    with torch.inference_mode():
+        np.testing.assert_allclose(fused(x).numpy(), plain(x).numpy(), atol=1e-4)
+
+    class DataDependent(torch.nn.Module):  # torch.fx cannot trace a branch on values
+        def forward(self, x):
+            return x if x.sum() > 0 else -x
+
+    odd = DataDependent()
+    assert fuse_for_inference(odd) is odd
+
+
 def test_package_exports_analyze_lazily():
     assert etem_helpers.analyze is analyze
 

@@ -123,6 +123,11 @@ def _check_03(results):
         for key in ("pixel_dice", "pixel_iou", "precision", "recall", "f1"):
             assert 0.0 <= scores[key] <= 1.0, (key, scores)
     assert all(0.0 <= v <= 1.0 for v in results["boundary_f1"].values())
+    tuned = results["postprocess"]
+    assert tuned["n_trials"] >= 2
+    assert tuned["val_tuned"]["f1"] >= tuned["val_default"]["f1"]  # the start is among the trials
+    assert set(tuned["settings"]) == {"threshold", "boundary_threshold", "min_distance_px", "h_px",
+                                      "min_size_px", "min_confidence"}
     assert results["training_seconds"] > 0
     assert results["real_available"] == SHARED_REAL.is_dir()
     if results["real_available"]:
