@@ -23,7 +23,9 @@ What it does:
    settings (smoothing 0.5 nm, minimum diameter 1 nm) do.
 3. For each method (the U-Net via :func:`etem_helpers.analyze`,
    :func:`etem_helpers.baselines.otsu_watershed`,
-   :func:`etem_helpers.baselines.adaptive_threshold_watershed`, all with default settings)
+   :func:`etem_helpers.baselines.adaptive_threshold_watershed`, all with default settings;
+   the U-Net's defaults are the post-processing settings stored in its checkpoint, chosen on
+   the validation split when it was trained)
    it prints a table of pixel Dice and IoU (pooled over all pixels of the set), instance
    precision, recall and F1 (Hungarian matching at IoU >= 0.5, counts pooled over the set),
    diameter MAE (nm), aspect-ratio and roundness RMSE (over all matched pairs) and seconds per
@@ -415,10 +417,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from etem_helpers import real_data
-    from etem_helpers.segment import load_checkpoint
+    from etem_helpers.analysis import load_model
 
-    model = load_checkpoint(args.checkpoint, device=args.device) if "unet" in args.methods else None
-    meta = model[1] if model is not None else load_checkpoint(args.checkpoint)[1]
+    # load_model is what analyze(model=<path>) uses (batch norms folded in for inference)
+    model = load_model(args.checkpoint, device=args.device)
+    meta = model[1]
     methods = make_methods(model, device=args.device, names=args.methods)
     if model is not None:  # warm-up so that the first timed image does not pay for it
         make_methods(model, device=args.device, names=["unet"])["unet"](
@@ -431,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "checkpoint": str(args.checkpoint),
         "checkpoint_bytes": args.checkpoint.stat().st_size,
         "checkpoint_metrics": meta.get("metrics"),
+        "checkpoint_postprocess": meta.get("postprocess"),
         "iou_threshold": 0.5,
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
                     "torch_threads": torch.get_num_threads(), "device": args.device},

@@ -739,7 +739,13 @@ def _geometric(
     return np.ascontiguousarray(image), np.ascontiguousarray(labels)
 
 
-def _intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _intensity(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    blur_probability: float = 0.3,
+    max_blur_sigma_px: float = 1.2,
+) -> np.ndarray:
     """Image-only changes on a [0, 1]-normalised image: contrast, gamma, blur, dose noise."""
     out = image.astype(np.float32, copy=True)
     if rng.random() < 0.8:  # contrast and brightness
@@ -748,8 +754,8 @@ def _intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         out = (out - mean) * contrast + mean + rng.uniform(-0.1, 0.1)
     if rng.random() < 0.5:  # gamma (monotonic)
         out = np.clip(out, 0.0, 1.0) ** rng.uniform(0.7, 1.5)
-    if rng.random() < 0.3:  # slight defocus / drift blur
-        out = ndimage.gaussian_filter(out, sigma=rng.uniform(0.3, 1.2))
+    if rng.random() < blur_probability:  # defocus / drift / vibration blur
+        out = ndimage.gaussian_filter(out, sigma=rng.uniform(0.3, max_blur_sigma_px))
     if rng.random() < 0.5:  # lower dose: Poisson noise on 20–500 counts at intensity 1
         counts_at_one = rng.uniform(20.0, 500.0)
         out = rng.poisson(np.clip(out, 0.0, None) * counts_at_one) / counts_at_one
@@ -763,6 +769,8 @@ def augment_pair(
     rng: np.random.Generator,
     geometric: bool = True,
     intensity: bool = True,
+    blur_probability: float = 0.3,
+    max_blur_sigma_px: float = 1.2,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Randomly augment an image crop and its label map, keeping them aligned.
 
@@ -781,6 +789,11 @@ def augment_pair(
         Source of randomness (e.g. ``numpy.random.default_rng(seed)``).
     geometric, intensity : bool
         Which kinds of augmentation to apply.
+    blur_probability : float
+        Probability (0–1) of a Gaussian blur (intensity augmentation). The labels are not
+        blurred, so the network learns where the edge of a blurred particle lies.
+    max_blur_sigma_px : float
+        The blur's standard deviation is drawn uniformly from 0.3 px to this (pixels, >= 0.3).
 
     Returns
     -------
@@ -793,10 +806,16 @@ def augment_pair(
         raise ValueError(
             f"image {image.shape} and labels {labels.shape} must have the same shape."
         )
+    if not 0.0 <= blur_probability <= 1.0:
+        raise ValueError(f"blur_probability={blur_probability!r} must be in [0, 1].")
+    if not max_blur_sigma_px >= 0.3:
+        raise ValueError(f"max_blur_sigma_px={max_blur_sigma_px!r} must be >= 0.3 (pixels).")
     if geometric:
         image, labels = _geometric(image, labels, rng)
     if intensity:
-        image = _intensity(image, rng)
+        image = _intensity(
+            image, rng, blur_probability=blur_probability, max_blur_sigma_px=max_blur_sigma_px
+        )
     return np.asarray(image, dtype=np.float32), labels
 
 
@@ -850,6 +869,8 @@ class SegmentationDataset(_TorchDataset):
         Apply random flips and 90° rotations (image and labels alike).
     intensity_augment : bool
         With ``augment``, also apply contrast, gamma, blur and dose noise to the image.
+    blur_probability, max_blur_sigma_px : float
+        The blur of the intensity augmentation (see :func:`augment_pair`).
     normalize : {"percentile", "zscore"}
         Method passed to :func:`normalize_image`.
     seed : int
@@ -879,6 +900,8 @@ class SegmentationDataset(_TorchDataset):
         target: str = "instances",
         augment: bool = False,
         intensity_augment: bool = True,
+        blur_probability: float = 0.3,
+        max_blur_sigma_px: float = 1.2,
         normalize: str = "percentile",
         seed: int = 0,
     ) -> None:
@@ -898,6 +921,8 @@ class SegmentationDataset(_TorchDataset):
         self.target = target
         self.augment = bool(augment)
         self.intensity_augment = bool(intensity_augment)
+        self.blur = {"blur_probability": float(blur_probability),
+                     "max_blur_sigma_px": float(max_blur_sigma_px)}
         self.normalize = normalize
         self.seed = int(seed)
         self.epoch = 0
@@ -1013,7 +1038,7 @@ class SegmentationDataset(_TorchDataset):
         labels_crop = labels[y : y + t, x : x + t]
         if self.augment:
             image_crop, labels_crop = augment_pair(
-                image_crop, labels_crop, rng=rng, intensity=self.intensity_augment
+                image_crop, labels_crop, rng=rng, intensity=self.intensity_augment, **self.blur
             )
         targets = self._targets(np.ascontiguousarray(labels_crop))
         image_tensor = torch.from_numpy(np.ascontiguousarray(image_crop, dtype=np.float32)[None])

@@ -43,10 +43,10 @@ POSTPROCESS_GRID: Mapping[str, tuple] = MappingProxyType(
     {
         "threshold": (0.3, 0.4, 0.5, 0.6, 0.7),
         "boundary_threshold": (0.2, 0.3, 0.5, 0.7),
-        "h_px": (0.5, 1.0, 2.0, 3.0, 5.0, 8.0),
+        "h_px": (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 16.0),
         "min_distance_px": (2, 3, 5, 8),
-        "min_size_px": (5, 10, 20, 40),
-        "min_confidence": (0.0, 0.6, 0.7, 0.8, 0.85, 0.9),
+        "min_size_px": (5, 10, 20, 40, 80, 160),
+        "min_confidence": (0.0, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95),
     }
 )
 

@@ -322,6 +322,8 @@ DEFAULT_CONFIG: Mapping[str, Any] = MappingProxyType(
         "tile_px": 256,
         "tiles_per_image": 8,
         "augment": True,
+        "blur_probability": 0.3,  # intensity augmentation: Gaussian blur of the image only
+        "max_blur_sigma_px": 1.2,
         "lr": 1e-3,
         "weight_decay": 1e-4,
         "early_stopping_patience": 5,
@@ -588,6 +590,8 @@ def run_training(
         mode="random",
         tiles_per_image=int(config["tiles_per_image"]),
         augment=bool(config["augment"]),
+        blur_probability=float(config["blur_probability"]),
+        max_blur_sigma_px=float(config["max_blur_sigma_px"]),
         **common,
     )
     loader_kwargs = dict(batch_size=int(config["batch_size"]), num_workers=int(config["num_workers"]))
@@ -707,7 +711,10 @@ def retune_checkpoint(
     if out_path.exists() and not overwrite:
         raise FileExistsError(f"{out_path} exists; pass --overwrite (overwrite=True) to replace it.")
     model, meta = load_checkpoint(checkpoint, device="cpu")
-    config = load_config({k: v for k, v in meta["config"].items() if k not in ("split",)})
+    settings = {k: v for k, v in meta["config"].items() if k != "split"}
+    if settings.get("simulate") is not None:
+        settings["dataset_dir"] = None  # the stored path is where it was simulated to
+    config = load_config(settings)
     dataset_dir = _prepare_dataset(config, progress=False)
     manifest = read_manifest(dataset_dir)
     split = split_by_micrograph(

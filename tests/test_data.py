@@ -503,3 +503,24 @@ def test_plot_dataset_card_returns_figure(fake_dataset):
     assert len(fig.axes[0].patches) > 0  # diameter histogram drawn
     fig_df = data.plot_dataset_card(pd.read_csv(fake_dataset / "particles.csv"))
     assert isinstance(fig_df, Figure)
+
+
+def test_blur_augmentation_strength_is_configurable_and_checked():
+    from etem_helpers.data import augment_pair
+
+    rng_image = np.random.default_rng(0)
+    image = rng_image.random((64, 64)).astype(np.float32)
+    labels = (image > 0.5).astype(np.int32)
+
+    def blurred_fraction(**blur):
+        # high-frequency energy left after augmentation, over 40 draws
+        rng = np.random.default_rng(1)
+        out = [augment_pair(image, labels, rng=rng, geometric=False, **blur)[0] for _ in range(40)]
+        return np.mean([np.abs(np.diff(o, axis=1)).mean() for o in out])
+
+    never = blurred_fraction(blur_probability=0.0)
+    strong = blurred_fraction(blur_probability=1.0, max_blur_sigma_px=3.0)
+    assert strong < 0.5 * never  # blurring removes pixel-to-pixel variation
+    for bad in ({"blur_probability": 1.5}, {"max_blur_sigma_px": 0.1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            augment_pair(image, labels, rng=np.random.default_rng(0), **bad)
