@@ -767,6 +767,7 @@ def analyze(
     batch_size: int | None = None,
     min_diameter_nm: float | None = None,
     min_confidence: float | None = None,
+    precision: str = "auto",
     progress: bool = False,
 ) -> AnalysisResult:
     """Find, separate and measure the particles of a micrograph with a trained U-Net.
@@ -810,6 +811,11 @@ def analyze(
         Remove particles whose mean foreground probability (``confidence``) is below this
         (0–1). None uses the model's setting (0 for a model without one). Spurious
         detections on the support are mostly uncertain ones.
+    precision : {"auto", "float32", "bfloat16"}
+        Number format of the network. ``"auto"`` uses bfloat16 on CPUs that compute it
+        natively (AVX-512 BF16 / AMX: about 2.5× faster, probabilities within about 0.02)
+        and float32 elsewhere; see :func:`etem_helpers.device.inference_precision`. The
+        choice is recorded in ``info["precision"]``.
     progress : bool
         Show a progress bar over the tiles.
 
@@ -926,6 +932,9 @@ def analyze(
 
     # model -----------------------------------------------------------------------------
     torch_device = get_device(device)
+    from .device import inference_precision
+
+    precision = inference_precision(precision, torch_device)
     network, meta = _resolve_model(model, torch_device)
     from .postprocess import postprocess_settings
 
@@ -1010,6 +1019,7 @@ def analyze(
         device=torch_device,
         tta=tta,
         progress=progress,
+        precision=precision,
     )
     del normalized
     lap("predict")
@@ -1064,6 +1074,7 @@ def analyze(
     )
     info.update(
         constant_image=False,
+        precision=precision,
         tile_px=[int(n) for n in tile_shape],
         overlap_px=int(overlap),
         n_tiles=int(n_tiles),

@@ -32,6 +32,7 @@ use (never done in the tests).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -537,6 +538,7 @@ def predict_probabilities(
     device="cpu",
     tta: bool = False,
     progress: bool = False,
+    precision: str = "float32",
 ) -> np.ndarray:
     """Per-pixel foreground and boundary probabilities of a normalised image of any size.
 
@@ -573,12 +575,17 @@ def predict_probabilities(
         Test-time augmentation: average over the 4 horizontal/vertical flips (4× slower).
     progress : bool
         Show a progress bar over the tiles (tqdm).
+    precision : {"float32", "bfloat16", "auto"}
+        Number format of the network's computation. ``"bfloat16"`` runs it under
+        :func:`torch.autocast` (channels-last memory layout on the CPU): about 2.5× faster on
+        CPUs with native bfloat16 (AVX-512 BF16, AMX), probabilities within about 0.02 of
+        float32. ``"auto"``: see :func:`etem_helpers.device.inference_precision`.
 
     Returns
     -------
     ndarray of float32, shape (2, H, W)
         Probabilities in [0, 1]: channel 0 foreground, channel 1 contact boundary.
-        Deterministic for the same input, model and device.
+        Deterministic for the same input, model, device and precision.
     """
     import torch
 
@@ -616,6 +623,9 @@ def predict_probabilities(
     torch_device = _resolve_device(device)
     if batch_size is None:
         batch_size = 1 if torch_device.type == "cpu" else 4
+    from .device import inference_precision
+
+    precision = inference_precision(precision, torch_device)
     batches = _iter_tile_batches(work, tile_shape, overlap, int(batch_size))
     bar = None
     if progress:
@@ -624,16 +634,29 @@ def predict_probabilities(
         bar = tqdm(total=n_tiles, desc="tiles", unit="tile")
     was_training = model.training
     model.to(torch_device).eval()
+    reduced = precision == "bfloat16"
+    layout = torch.channels_last if reduced and torch_device.type == "cpu" else None
+    if layout is not None:
+        model.to(memory_format=layout)  # oneDNN's fast bfloat16 convolutions want NHWC
+    autocast = (
+        torch.autocast(device_type=torch_device.type, dtype=torch.bfloat16)
+        if reduced
+        else contextlib.nullcontext()
+    )
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast:
             for tiles, positions in batches:
                 batch = torch.from_numpy(np.ascontiguousarray(tiles[:, None])).to(torch_device)
+                if layout is not None:
+                    batch = batch.contiguous(memory_format=layout)
                 probs = _forward_probabilities(model, batch, tta=tta).float().cpu().numpy()
                 for prob, position in zip(probs, positions, strict=True):
                     stitcher.add(prob[:_CLASSES], position)
                 if bar is not None:
                     bar.update(len(positions))
     finally:
+        if layout is not None:
+            model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
         if bar is not None:
             bar.close()

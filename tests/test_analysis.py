@@ -268,6 +268,11 @@ def test_stored_postprocess_settings_are_used_and_can_be_overridden():
     assert (np.bincount(stored.labels.ravel())[1:] >= 150).all()
     again = analyze(image, 0.5, model=(network, strict), min_diameter_nm=0.5, threshold=0.5)
     assert again.n_particles == plain.n_particles
+    assert plain.info["precision"] in ("float32", "bfloat16")
+    exact = analyze(image, 0.5, model=(network, meta), precision="float32")
+    assert exact.info["precision"] == "float32"
+    with pytest.raises(ValueError, match="precision"):
+        analyze(image, 0.5, model=(network, meta), precision="double")
     unsure = analyze(image, 0.5, model=(network, meta), min_confidence=1.0)
     assert unsure.n_particles == 0 and unsure.labels.max() == 0
     with pytest.raises(ValueError, match="min_confidence"):

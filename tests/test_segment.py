@@ -314,3 +314,34 @@ def test_stitcher_divides_in_place_and_is_finished_after_result():
     assert stitcher.result() is out
     with pytest.raises(ValueError, match="finished"):
         stitcher.add(np.zeros((2, 32, 48)), (0, 0))
+
+
+def test_bfloat16_inference_is_close_to_float32_and_leaves_the_model_as_it_was():
+    model = build_unet("tiny", seed=0).eval()
+    image = np.random.default_rng(0).random((96, 160)).astype(np.float32)
+    exact = segment.predict_probabilities(model, image, tile_px=64, overlap_px=16)
+    reduced = segment.predict_probabilities(
+        model, image, tile_px=64, overlap_px=16, precision="bfloat16"
+    )
+    assert reduced.dtype == np.float32 and reduced.shape == exact.shape
+    assert 0 < np.abs(reduced - exact).max() < 0.05  # really computed differently, but close
+    weight = next(p for p in model.parameters() if p.ndim == 4)
+    assert weight.is_contiguous() and weight.dtype == torch.float32
+    again = segment.predict_probabilities(model, image, tile_px=64, overlap_px=16)
+    np.testing.assert_array_equal(again, exact)
+    with pytest.raises(ValueError, match="precision"):
+        segment.predict_probabilities(model, image, tile_px=64, overlap_px=0, precision="half")
+
+
+def test_auto_precision_is_bfloat16_only_on_cpus_that_compute_it(monkeypatch):
+    from etem_helpers import device
+
+    assert isinstance(device.cpu_has_native_bfloat16(), bool)
+    with pytest.raises(ValueError, match="precision"):
+        device.inference_precision("half", "cpu")
+    monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: True)
+    assert device.inference_precision("auto", "cpu") == "bfloat16"
+    assert device.inference_precision("auto", torch.device("cuda")) == "float32"
+    assert device.inference_precision("float32", "cpu") == "float32"
+    monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: False)
+    assert device.inference_precision("auto", "cpu") == "float32"
