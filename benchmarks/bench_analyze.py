@@ -6,7 +6,8 @@ Usage::
                                        [--large-size 8192] [--threads N]
 
 1. A 1024 × 1024 simulated low-magnification micrograph (``sample_params(default_rng(3),
-   "lowmag", 1024)``, seed 0: 80 particles of 4–13 nm at 0.38 nm/px): one warm-up call,
+   "lowmag", 1024)``, seed 0; with simulator revision 2: 80 particles at 0.28 nm/px; the
+   script prints what it used): one warm-up call,
    then ``--repeats`` timed calls of ``analyze`` on the CPU; prints the median, min/max and
    interquartile range of the total seconds and the median seconds per stage
    (read / normalise / predict / split / measure ...). Target: median <= 1 s.

@@ -29,7 +29,11 @@ What it does:
    it prints a table of pixel Dice and IoU (pooled over all pixels of the set), instance
    precision, recall and F1 (Hungarian matching at IoU >= 0.5, counts pooled over the set),
    diameter MAE (nm), aspect-ratio and roundness RMSE (over all matched pairs) and seconds per
-   image, and writes everything to a JSON report.
+   image, and writes everything to a JSON report. On the simulated split it also reports
+   **F1 vis.**: instance F1 against the true particles that are *visible* by Rose's
+   criterion (:func:`etem_helpers.metrics.particle_visibility`: contrast >= 5 times the noise
+   of a particle-sized patch of empty support, measured on the image itself); matches to
+   invisible particles are ignored, unmatched predictions still count as false positives.
 
 Real-sample instances are the connected components of the hand-drawn binary masks (the source
 has no instance labels), so two touching particles drawn as one blob count as one true
@@ -63,6 +67,7 @@ TABLE_COLUMNS = (
     ("precision", "P", "{:.3f}"),
     ("recall", "R", "{:.3f}"),
     ("f1", "F1", "{:.3f}"),
+    ("visible_f1", "F1 vis.", "{:.3f}"),
     ("diameter_mae_nm", "diam. MAE nm", "{:.2f}"),
     ("aspect_ratio_rmse", "AR RMSE", "{:.3f}"),
     ("roundness_rmse", "round. RMSE", "{:.3f}"),
@@ -79,6 +84,7 @@ def score_image(
     *,
     pixel_size_nm: float,
     iou_threshold: float = 0.5,
+    visible_ids: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Pixel counts, instance counts and matched size/shape errors of one image.
 
@@ -90,6 +96,10 @@ def score_image(
         Pixel size in nm/px (for the diameters).
     iou_threshold : float
         IoU (0–1] a predicted and a true particle must reach to match.
+    visible_ids : sequence of int, optional
+        True particles that are visible (Rose criterion); if given, the counts of
+        :func:`etem_helpers.metrics.visible_instance_scores` are added (``vis_tp``,
+        ``vis_fp``, ``vis_fn``, ``n_invisible``).
 
     Returns
     -------
@@ -116,7 +126,17 @@ def score_image(
         match,
     )
     tp, fp, fn = match.n_matched, match.unmatched_pred_ids.size, match.unmatched_true_ids.size
+    visible = {}
+    if visible_ids is not None:
+        from etem_helpers.metrics import visible_instance_scores
+
+        scores = visible_instance_scores(
+            pred_labels, true_labels, visible_ids, iou_threshold=iou_threshold
+        )
+        visible = {"vis_tp": scores["tp"], "vis_fp": scores["fp"], "vis_fn": scores["fn"],
+                   "n_invisible": scores["n_invisible"]}
     return {
+        **visible,
         "pixel_tp": int(np.count_nonzero(pred_fg & true_fg)),
         "pixel_fp": int(np.count_nonzero(pred_fg & ~true_fg)),
         "pixel_fn": int(np.count_nonzero(~pred_fg & true_fg)),
@@ -166,7 +186,17 @@ def aggregate_scores(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     summary = summarize_errors(pd.concat(errors, ignore_index=True) if errors else
                                records[0]["errors"].iloc[0:0])
     seconds = [float(r["seconds"]) for r in records if "seconds" in r]
+    visible = {}
+    if all("vis_tp" in r for r in records):
+        vtp, vfp, vfn = (sum(int(r[k]) for r in records) for k in ("vis_tp", "vis_fp", "vis_fn"))
+        visible = {
+            "n_invisible": sum(int(r["n_invisible"]) for r in records),
+            "visible_precision": _ratio(vtp, vtp + vfp),
+            "visible_recall": _ratio(vtp, vtp + vfn),
+            "visible_f1": _ratio(2 * vtp, 2 * vtp + vfp + vfn),
+        }
     return {
+        **visible,
         "n_images": len(records),
         "pixel_dice": 1.0 if no_pixels else _ratio(2 * ptp, 2 * ptp + pfp + pfn),
         "pixel_iou": 1.0 if no_pixels else _ratio(ptp, ptp + pfp + pfn),
@@ -261,6 +291,7 @@ def evaluate_images(
     methods: Mapping[str, Callable[[np.ndarray, float], np.ndarray]],
     *,
     iou_threshold: float = 0.5,
+    visibility: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
     """Run every method on every sample and score it.
 
@@ -272,20 +303,32 @@ def evaluate_images(
         From :func:`make_methods`.
     iou_threshold : float
         Matching threshold of :func:`score_image`.
+    visibility : bool
+        Also score against the visible true particles only (Rose criterion:
+        :func:`etem_helpers.metrics.particle_visibility` SNR >= 5 on the image itself;
+        particles whose SNR cannot be measured count as visible).
 
     Returns
     -------
     dict
         ``{method: [score_image(...) + {"name", "seconds"} per sample]}``.
     """
+    from etem_helpers.metrics import ROSE_THRESHOLD, particle_visibility
+
     records: dict[str, list[dict[str, Any]]] = {name: [] for name in methods}
     for name, image, true_labels, pixel_size_nm in samples:
+        visible_ids = None
+        if visibility:
+            table = particle_visibility(image, true_labels)
+            invisible = table["snr"] < ROSE_THRESHOLD  # NaN compares False: visible
+            visible_ids = table.loc[~invisible, "particle_id"].astype(int).tolist()
         for method, function in methods.items():
             started = time.perf_counter()
             labels = function(image, pixel_size_nm)
             seconds = time.perf_counter() - started
             record = score_image(
-                labels, true_labels, pixel_size_nm=pixel_size_nm, iou_threshold=iou_threshold
+                labels, true_labels, pixel_size_nm=pixel_size_nm, iou_threshold=iou_threshold,
+                visible_ids=visible_ids,
             )
             record.update(name=name, seconds=seconds)
             records[method].append(record)
@@ -450,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_test_images is not None:
         test_ids = test_ids[: args.max_test_images]
     print(f"Simulated test split: {len(test_ids)} micrographs of {dataset_dir}", flush=True)
-    records = evaluate_images(iter_simulated(dataset_dir, test_ids), methods)
+    records = evaluate_images(iter_simulated(dataset_dir, test_ids), methods, visibility=True)
     from etem_helpers.data import read_manifest
 
     manifest = read_manifest(dataset_dir).set_index("micrograph_id")

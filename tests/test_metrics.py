@@ -186,3 +186,48 @@ def test_matched_errors_rejects_wrong_tables():
     other = measure_particles(_disks([((25, 25), 10)], ids=[7]), pixel_size_nm=1.0)
     with pytest.raises(ValueError, match="matched ids"):
         matched_errors(other, measure_particles(true, pixel_size_nm=1.0), match)
+
+
+def _two_disks():
+    yy, xx = np.mgrid[:128, :128]
+    labels = np.zeros((128, 128), np.int32)
+    labels[(yy - 40) ** 2 + (xx - 40) ** 2 <= 64] = 1
+    labels[(yy - 90) ** 2 + (xx - 90) ** 2 <= 64] = 2
+    image = np.random.default_rng(0).normal(0.0, 1.0, (128, 128))
+    image[labels == 1] -= 5.0  # clearly visible
+    image[labels == 2] -= 0.05  # hidden in the noise
+    return image, labels
+
+
+def test_particle_visibility_separates_visible_from_hidden_particles():
+    from etem_helpers.metrics import ROSE_THRESHOLD, particle_visibility
+
+    image, labels = _two_disks()
+    table = particle_visibility(image, labels).set_index("particle_id")
+    assert table.loc[1, "snr"] > 4 * ROSE_THRESHOLD
+    assert table.loc[2, "snr"] < ROSE_THRESHOLD
+    assert table.loc[1, "contrast"] == pytest.approx(-5.0, abs=0.3)
+    scaled = particle_visibility(3.0 * image + 7.0, labels).set_index("particle_id")
+    np.testing.assert_allclose(scaled["snr"], table["snr"], rtol=1e-9)
+    assert particle_visibility(image, np.zeros_like(labels)).empty
+    with pytest.raises(ValueError, match="same shape"):
+        particle_visibility(image[:10], labels)
+
+
+def test_visible_scores_ignore_hidden_particles_but_count_spurious_ones():
+    from etem_helpers.metrics import visible_instance_scores
+
+    _, truth = _two_disks()
+    found_visible = np.where(truth == 1, 1, 0)
+    assert instance_scores(found_visible, truth)["fn"] == 1
+    scores = visible_instance_scores(found_visible, truth, [1])
+    assert (scores["tp"], scores["fp"], scores["fn"], scores["f1"]) == (1, 0, 0, 1.0)
+    assert scores["n_invisible"] == 1
+    found_both = truth.copy()
+    both = visible_instance_scores(found_both, truth, [1])
+    assert (both["tp"], both["fp"], both["ignored"]) == (1, 0, 1)
+    spurious = found_visible.copy()
+    spurious[5:9, 100:104] = 2
+    assert visible_instance_scores(spurious, truth, [1])["fp"] == 1
+    missed = visible_instance_scores(np.zeros_like(truth), truth, [1, 2])
+    assert (missed["fn"], missed["f1"]) == (2, 0.0)
