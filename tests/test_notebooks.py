@@ -120,7 +120,7 @@ def _check_03(results):
     assert {"U-Net (trained here)", "Otsu + watershed", "adaptive threshold + watershed"} <= set(methods)
     assert ("U-Net (shipped default)" in methods) == results["default_model_available"]
     for scores in methods.values():
-        for key in ("pixel_dice", "pixel_iou", "precision", "recall", "f1"):
+        for key in ("pixel_dice", "pixel_iou", "precision", "recall", "f1", "f1_visible"):
             assert 0.0 <= scores[key] <= 1.0, (key, scores)
     assert all(0.0 <= v <= 1.0 for v in results["boundary_f1"].values())
     tuned = results["postprocess"]
