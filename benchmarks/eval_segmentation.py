@@ -444,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="report to write")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="also write the printed tables to this Markdown file")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--max-test-images", type=int, default=None,
                         help="evaluate only the first N test images (quick checks)")
@@ -504,10 +506,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         sim[f"regime_{regime}"] = _aggregate_all(records, ids)
     sim["per_image"] = _per_image(records)
     report["simulated_test"] = sim
-    print(format_table(sim["all"], title="\nSimulated test split (all)"))
+    tables: list[str] = []
+
+    def emit(table: str) -> None:
+        print(table)
+        tables.append(table)
+
+    emit(format_table(sim["all"], title="\n**Simulated test split, all**\n"))
     for key in sim:
         if key.startswith("regime_"):
-            print(format_table(sim[key], title=f"\nSimulated test split ({key[7:]})"))
+            emit(format_table(sim[key], title=f"\n**Simulated test split, {key[7:]} only**\n"))
 
     if not args.no_real:
         real = load_real(args.real_source, args.real_cache)
@@ -523,9 +531,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "all": _aggregate_all(real_records),
                 "per_image": _per_image(real_records),
             }
-            print(format_table(report["real"]["evaluation"],
-                               title="\nReal sample, evaluation ids (held out from tuning)"))
-            print(format_table(report["real"]["all"], title="\nReal sample, all 20 images"))
+            emit(format_table(report["real"]["evaluation"],
+                              title="\n**Real sample, SINTERING_EVALUATION_IDS (image_5..image_19),"
+                              " held out from all tuning**\n"))
+            emit(format_table(report["real"]["all"], title="\n**Real sample, all 20 images**\n"))
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text("\n".join(tables).strip() + "\n")
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(_jsonable(report), indent=1) + "\n")

@@ -99,3 +99,18 @@ def test_baselines_run_through_evaluate_images_and_table(ev):
     assert json.dumps(ev._jsonable({"x": float("nan"), "n": np.int64(3)})) == '{"x": null, "n": 3}'
     with pytest.raises(ValueError, match="model"):
         ev.make_methods(None, names=["unet"])
+
+
+def test_visible_f1_ignores_a_particle_hidden_in_noise(ev):
+    truth = _disks((96, 96), [(30, 30), (64, 60)], 10)
+    rng = np.random.default_rng(1)
+    image = 1.0 + 0.05 * rng.standard_normal(truth.shape)
+    image[truth == 1] -= 0.6  # visible; particle 2 has no contrast at all
+    found_one = np.where(truth == 1, 1, 0)
+    methods = {"oracle": lambda img, px: found_one}
+    plain = ev.aggregate_scores(ev.evaluate_images([("a", image, truth, 0.5)], methods)["oracle"])
+    assert "visible_f1" not in plain and plain["fn"] == 1
+    records = ev.evaluate_images([("a", image, truth, 0.5)], methods, visibility=True)
+    summary = ev.aggregate_scores(records["oracle"])
+    assert summary["visible_f1"] == 1.0 and summary["n_invisible"] == 1 and summary["f1"] < 1.0
+    assert "| F1 vis. |" in ev.format_table({"oracle": summary})
