@@ -653,7 +653,7 @@ def run_training(
         tuned_started = time.perf_counter()
         postprocess, val_scores = tune_on_validation(
             _float_copy(model), _normalization_meta(config["normalize"]), dataset_dir,
-            split["val"], device="cpu",
+            split["val"], device=config["device"],
         )
         metrics.update(
             val_instance_f1=val_scores["f1"],
