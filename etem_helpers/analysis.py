@@ -853,11 +853,14 @@ def analyze(
     that forms one connected region across a huge image cannot be split in blocks (see
     :func:`split_instances_blocked`).
 
-    Speed: on a CPU shared with other busy processes, PyTorch's multi-threaded inference
-    can slow down 5–10× because its OpenMP threads spin while waiting for each other.
-    Start Python with the environment variable ``OMP_WAIT_POLICY=PASSIVE`` or call
-    ``torch.set_num_threads(1)`` there (measured on 2 cores with one busy: the 1024²
-    prediction took 5–11 s with 2 spinning threads, 1.1–1.4 s with either fix).
+    Speed: models loaded by path or ``"default"`` have their batch norms folded into the
+    convolutions, and on CPUs with native bfloat16 the network runs in bfloat16
+    (``precision="auto"``); ``BENCHMARKS.md`` has the measured seconds per image. On a CPU
+    shared with other busy processes, PyTorch's multi-threaded inference can slow down
+    5–10× because its OpenMP threads spin while waiting for each other. Start Python with
+    the environment variable ``OMP_WAIT_POLICY=PASSIVE`` or call ``torch.set_num_threads(1)``
+    there (measured on 2 cores with one busy: the 1024² prediction took 5–11 s with 2
+    spinning threads, 1.1–1.4 s with either fix, in float32).
 
     Examples
     --------
