@@ -59,7 +59,6 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = REPOSITORY_ROOT / "etem_helpers" / "models" / "default.pt"
 DEFAULT_JSON = REPOSITORY_ROOT / "etem_helpers" / "models" / "default_report.json"
 #: Used only when etem_helpers.real_data does not define SINTERING_EVALUATION_IDS.
-FALLBACK_EVALUATION_IDS = tuple(f"image_{i}" for i in range(5, 20))
 METHODS = ("unet", "otsu_watershed", "adaptive_threshold_watershed")
 TABLE_COLUMNS = (
     ("pixel_dice", "Dice", "{:.3f}"),
@@ -364,24 +363,9 @@ def simulated_test_split(config: Mapping[str, Any]) -> tuple[Path, list[str]]:
     dataset_dir : pathlib.Path
     test_ids : list of str
     """
-    from etem_helpers.data import read_manifest, split_by_micrograph
-    from etem_helpers.train import _prepare_dataset, load_config
+    from etem_helpers.train import checkpoint_dataset_split
 
-    stored_split = config.get("split")
-    settings = {k: v for k, v in config.items() if k != "split"}
-    if settings.get("simulate") is not None:
-        settings["dataset_dir"] = None  # regenerate from the simulator settings if needed
-    dataset_dir = _prepare_dataset(load_config(settings))
-    manifest = read_manifest(dataset_dir)
-    split = split_by_micrograph(
-        manifest["micrograph_id"], fractions=config["split_fractions"], seed=int(config["seed"])
-    )
-    if stored_split is not None and list(stored_split["test"]) != list(split["test"]):
-        raise RuntimeError(
-            f"The test split recomputed from {dataset_dir} differs from the one stored in the "
-            "checkpoint; the dataset directory does not hold the dataset the model was "
-            "trained on. Delete it to have it regenerated from the config."
-        )
+    dataset_dir, split = checkpoint_dataset_split(config)
     return Path(dataset_dir), list(split["test"])
 
 
@@ -520,8 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_real:
         real = load_real(args.real_source, args.real_cache)
         if real is not None:
-            evaluation_ids = set(getattr(real_data, "SINTERING_EVALUATION_IDS",
-                                         FALLBACK_EVALUATION_IDS))
+            evaluation_ids = set(real_data.SINTERING_EVALUATION_IDS)
             samples = [(n, im, lab, args.real_pixel_size_nm) for n, im, lab in real]
             real_records = evaluate_images(samples, methods)
             report["real"] = {

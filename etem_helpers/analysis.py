@@ -754,6 +754,23 @@ def _base_info(meta, torch_device, plan, prediction_pixel_size_nm, threshold, tt
     }
 
 
+def _result(labels, particles, probability, info, *, meta, timing, file_info, pixel_size_nm,
+            pixel_size_source) -> AnalysisResult:
+    """The AnalysisResult of :func:`analyze`, with timings, image shape and file in ``info``."""
+    info.update(timing_s=timing, image_shape=[int(n) for n in labels.shape])
+    if file_info:
+        info["file"] = file_info
+    return AnalysisResult(
+        labels=labels,
+        particles=particles,
+        probability=probability,
+        pixel_size_nm=pixel_size_nm,
+        pixel_size_source=pixel_size_source,
+        method=f"unet:{meta.get('preset', 'custom')}",
+        info=info,
+    )
+
+
 def analyze(
     image,
     pixel_size_nm: float | None = None,
@@ -971,20 +988,10 @@ def analyze(
         particles = measure_particles(labels, pixel_size_nm, probability=probability)
         timing["total"] = round(time.perf_counter() - started, 4)
         info = _base_info(meta, torch_device, plan, pixel_size_nm, threshold, tta, batch_size)
-        info.update(
-            constant_image=True, timing_s=timing, image_shape=[int(n) for n in array.shape]
-        )
-        if file_info:
-            info["file"] = file_info
-        return AnalysisResult(
-            labels=labels,
-            particles=particles,
-            probability=probability,
-            pixel_size_nm=pixel_size_nm,
-            pixel_size_source=pixel_size_source,
-            method=f"unet:{meta.get('preset', 'custom')}",
-            info=info,
-        )
+        info.update(constant_image=True)
+        return _result(labels, particles, probability, info, meta=meta, timing=timing,
+                       file_info=file_info, pixel_size_nm=pixel_size_nm,
+                       pixel_size_source=pixel_size_source)
 
     # 3. normalise ------------------------------------------------------------------------
     normalized = normalize_for_model(work, meta["normalization"])
@@ -1071,7 +1078,6 @@ def analyze(
     lap("measure")
     timing["total"] = round(time.perf_counter() - started, 4)
 
-    preset = meta.get("preset", "custom")
     info = _base_info(
         meta, torch_device, plan, prediction_pixel_size_nm, threshold, tta, batch_size
     )
@@ -1084,17 +1090,7 @@ def analyze(
         min_size_px=min_size_px,
         postprocess={**settings, "min_size_px": min_size_px},
         split=split_mode,
-        timing_s=timing,
-        image_shape=[int(n) for n in array.shape],
     )
-    if file_info:
-        info["file"] = file_info
-    return AnalysisResult(
-        labels=labels,
-        particles=particles,
-        probability=probability,
-        pixel_size_nm=pixel_size_nm,
-        pixel_size_source=pixel_size_source,
-        method=f"unet:{preset}",
-        info=info,
-    )
+    return _result(labels, particles, probability, info, meta=meta, timing=timing,
+                   file_info=file_info, pixel_size_nm=pixel_size_nm,
+                   pixel_size_source=pixel_size_source)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 
@@ -51,6 +52,7 @@ def get_device(device="auto"):
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
+@functools.cache
 def cpu_has_native_bfloat16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), read from Linux's cpuinfo.
 
@@ -59,6 +61,7 @@ def cpu_has_native_bfloat16() -> bool:
     bool
         True only if ``/proc/cpuinfo`` lists ``avx512_bf16`` or ``amx_bf16``; False elsewhere
         (other operating systems, older CPUs), where bfloat16 would be emulated and slow.
+        Read once per process (every ``analyze`` call asks).
     """
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:

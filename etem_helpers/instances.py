@@ -336,16 +336,18 @@ def split_instances(
     return _remove_small_and_relabel(labels, min_size_px)
 
 
-def _instance_sums(labels: np.ndarray, values: np.ndarray, n_ids: int, *, rows_per_chunk: int):
-    """Pixel counts and sums of ``values`` per label id, in row chunks (bounded memory)."""
+def _instance_sums(labels: np.ndarray, values: np.ndarray | None, n_ids: int):
+    """Pixel counts (and sums of ``values``, if given) per label id, in row chunks of about
+    4 million pixels so that memory stays bounded on huge images."""
+    rows = max(1, 4_000_000 // max(labels.shape[1], 1))
     counts = np.zeros(n_ids, dtype=np.int64)
-    sums = np.zeros(n_ids, dtype=np.float64)
-    for start in range(0, labels.shape[0], rows_per_chunk):
-        block = labels[start : start + rows_per_chunk].ravel()
+    sums = None if values is None else np.zeros(n_ids, dtype=np.float64)
+    for start in range(0, labels.shape[0], rows):
+        block = labels[start : start + rows].ravel()
         counts += np.bincount(block, minlength=n_ids)
-        sums += np.bincount(
-            block, weights=values[start : start + rows_per_chunk].ravel(), minlength=n_ids
-        )
+        if sums is not None:
+            weights = values[start : start + rows].ravel()
+            sums += np.bincount(block, weights=weights, minlength=n_ids)
     return counts, sums
 
 
@@ -394,7 +396,6 @@ def filter_instances(
     n_ids = int(labels.max(initial=0)) + 1
     if n_ids == 1:
         return np.zeros(labels.shape, dtype=np.int32)
-    rows = max(1, 4_000_000 // max(labels.shape[1], 1))
     if min_confidence > 0:
         if foreground_prob is None:
             raise ValueError("`foreground_prob` is required when `min_confidence` > 0.")
@@ -404,14 +405,11 @@ def filter_instances(
                 f"`foreground_prob` shape {foreground_prob.shape} differs from `labels` shape "
                 f"{labels.shape}; pass the probability map the labels were made from."
             )
-        counts, sums = _instance_sums(labels, foreground_prob, n_ids, rows_per_chunk=rows)
-        mean = sums / np.maximum(counts, 1)
-        keep = (counts >= int(min_size_px)) & (mean >= float(min_confidence))
-    else:
-        counts = np.zeros(n_ids, dtype=np.int64)
-        for start in range(0, labels.shape[0], rows):
-            counts += np.bincount(labels[start : start + rows].ravel(), minlength=n_ids)
-        keep = counts >= int(min_size_px)
+    values = foreground_prob if min_confidence > 0 else None
+    counts, sums = _instance_sums(labels, values, n_ids)
+    keep = counts >= int(min_size_px)
+    if sums is not None:
+        keep &= sums / np.maximum(counts, 1) >= float(min_confidence)
     keep[0] = False
     mapping = np.zeros(n_ids, dtype=np.int32)
     mapping[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)

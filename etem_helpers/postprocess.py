@@ -84,6 +84,27 @@ def postprocess_settings(stored: Mapping[str, Any] | None = None, **overrides) -
     return settings
 
 
+def _split(foreground_prob, boundary_prob, settings) -> np.ndarray:
+    """The watershed part of the post-processing (no size or confidence filter)."""
+    from .instances import split_instances
+
+    return split_instances(
+        foreground_prob, boundary_prob, **{k: settings[k] for k in _SPLIT_KEYS}, min_size_px=1
+    )
+
+
+def _filter(labels, foreground_prob, settings) -> np.ndarray:
+    """The size and confidence filter of the post-processing."""
+    from .instances import filter_instances
+
+    return filter_instances(
+        labels,
+        foreground_prob,
+        min_size_px=int(settings["min_size_px"]),
+        min_confidence=float(settings["min_confidence"]),
+    )
+
+
 def probabilities_to_instances(
     foreground_prob: np.ndarray, boundary_prob: np.ndarray | None = None, **settings
 ) -> np.ndarray:
@@ -101,28 +122,8 @@ def probabilities_to_instances(
     ndarray of int32, shape (H, W)
         0 background, 1..N particles.
     """
-    from .instances import filter_instances, split_instances
-
     settings = postprocess_settings(None, **settings)
-    labels = split_instances(
-        foreground_prob,
-        boundary_prob,
-        **{k: settings[k] for k in _SPLIT_KEYS},
-        min_size_px=1,
-    )
-    return filter_instances(
-        labels,
-        foreground_prob,
-        min_size_px=int(settings["min_size_px"]),
-        min_confidence=float(settings["min_confidence"]),
-    )
-
-
-def _counts(pred_labels: np.ndarray, true_labels: np.ndarray) -> tuple[int, int, int]:
-    from .metrics import match_instances
-
-    match = match_instances(pred_labels, true_labels)
-    return match.n_matched, match.n_pred - match.n_matched, match.n_true - match.n_matched
+    return _filter(_split(foreground_prob, boundary_prob, settings), foreground_prob, settings)
 
 
 def score_postprocess(
@@ -148,7 +149,7 @@ def score_postprocess(
     dict
         ``tp``, ``fp``, ``fn`` summed over the images, and ``precision``, ``recall``, ``f1``.
     """
-    from .instances import filter_instances, split_instances
+    from .metrics import instance_scores
 
     if len(probabilities) != len(true_labels):
         raise ValueError(
@@ -157,24 +158,13 @@ def score_postprocess(
         )
     settings = postprocess_settings(None, **settings)
     split_key = tuple(settings[k] for k in _SPLIT_KEYS)
+    cache = {} if _split_cache is None else _split_cache
     tp = fp = fn = 0
     for index, (prob, truth) in enumerate(zip(probabilities, true_labels, strict=True)):
-        cache_key = (index, split_key)
-        labels = None if _split_cache is None else _split_cache.get(cache_key)
-        if labels is None:
-            labels = split_instances(
-                prob[0], prob[1], **{k: settings[k] for k in _SPLIT_KEYS}, min_size_px=1
-            )
-            if _split_cache is not None:
-                _split_cache[cache_key] = labels
-        labels = filter_instances(
-            labels,
-            prob[0],
-            min_size_px=int(settings["min_size_px"]),
-            min_confidence=float(settings["min_confidence"]),
-        )
-        counts = _counts(labels, truth)
-        tp, fp, fn = tp + counts[0], fp + counts[1], fn + counts[2]
+        if (index, split_key) not in cache:
+            cache[index, split_key] = _split(prob[0], prob[1], settings)
+        scores = instance_scores(_filter(cache[index, split_key], prob[0], settings), truth)
+        tp, fp, fn = tp + scores["tp"], fp + scores["fp"], fn + scores["fn"]
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
@@ -215,7 +205,9 @@ def tune_postprocess(
         The chosen settings (every key of :data:`DEFAULT_POSTPROCESS`).
     trials : list of dict
         Every evaluated setting with its ``tp``, ``fp``, ``fn``, ``precision``, ``recall``,
-        ``f1``, in evaluation order.
+        ``f1``, in evaluation order: ``trials[0]`` is ``start``, and the scores of ``best``
+        are the first trial with the highest F1 (``max(trials, key=lambda t: t["f1"])``),
+        since a setting replaces the current best only when it raises F1.
     """
     if int(rounds) != rounds or rounds < 1:
         raise ValueError(f"rounds={rounds!r} must be an integer >= 1.")

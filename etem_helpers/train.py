@@ -28,6 +28,7 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "checkpoint_dataset_split",
     "evaluate_segmentation",
     "load_config",
     "main",
@@ -494,7 +495,7 @@ def tune_on_validation(
     from .analysis import normalize_for_model
     from .data import read_manifest
     from .io import read_micrograph
-    from .postprocess import DEFAULT_POSTPROCESS, score_postprocess, tune_postprocess
+    from .postprocess import DEFAULT_POSTPROCESS, tune_postprocess
     from .segment import predict_probabilities
 
     dataset_dir = Path(dataset_dir)
@@ -510,11 +511,10 @@ def tune_on_validation(
             )
         )
         truths.append(tifffile.imread(dataset_dir / row["labels_path"]).astype(np.int32))
-    settings, trials = tune_postprocess(probabilities, truths)
-    scores = score_postprocess(probabilities, truths, settings)
-    scores["default_f1"] = score_postprocess(probabilities, truths, DEFAULT_POSTPROCESS)["f1"]
-    scores["n_images"] = len(val_ids)
-    scores["n_trials"] = len(trials)
+    settings, trials = tune_postprocess(probabilities, truths, start=DEFAULT_POSTPROCESS)
+    best = max(trials, key=lambda trial: trial["f1"])  # the first trial with the top F1
+    scores = {key: best[key] for key in ("tp", "fp", "fn", "precision", "recall", "f1")}
+    scores.update(default_f1=trials[0]["f1"], n_images=len(val_ids), n_trials=len(trials))
     return settings, scores
 
 
@@ -678,6 +678,52 @@ def run_training(
     return history, checkpoint_path
 
 
+def checkpoint_dataset_split(config: Mapping[str, Any]) -> tuple[Path, dict[str, list]]:
+    """The dataset and train/val/test split a checkpoint was trained on.
+
+    Re-simulates the dataset if its folder is gone (deterministic from the config's seed; a
+    folder made by another simulator revision is refused, see :func:`_prepare_dataset`) and
+    recomputes the split with :func:`etem_helpers.data.split_by_micrograph`.
+
+    Parameters
+    ----------
+    config : dict
+        ``meta["config"]`` of a checkpoint written by :func:`run_training`.
+
+    Returns
+    -------
+    dataset_dir : pathlib.Path
+    split : dict
+        ``{"train": [...], "val": [...], "test": [...]}`` micrograph ids.
+
+    Raises
+    ------
+    RuntimeError
+        The recomputed split differs from the one stored in the config: the folder does not
+        hold the data the model was trained on.
+    """
+    from .data import read_manifest, split_by_micrograph
+
+    settings = {k: v for k, v in config.items() if k != "split"}
+    if settings.get("simulate") is not None:
+        settings["dataset_dir"] = None  # the stored path is where it was simulated to
+    settings = load_config(settings)
+    dataset_dir = Path(_prepare_dataset(settings, progress=False))
+    manifest = read_manifest(dataset_dir)
+    split = split_by_micrograph(
+        manifest["micrograph_id"], fractions=settings["split_fractions"],
+        seed=int(settings["seed"]),
+    )
+    stored = config.get("split")
+    if stored is not None and any(list(stored[k]) != list(split[k]) for k in stored):
+        raise RuntimeError(
+            f"The split recomputed from {dataset_dir} differs from the one stored in the "
+            "checkpoint; the folder does not hold the dataset the model was trained on. Delete "
+            "it to have it regenerated from the config."
+        )
+    return dataset_dir, split
+
+
 def retune_checkpoint(
     checkpoint: str | Path, out_path: str | Path, *, overwrite: bool = False
 ) -> tuple[dict[str, Any], Path]:
@@ -704,28 +750,13 @@ def retune_checkpoint(
     path : pathlib.Path
         The written checkpoint.
     """
-    from .data import read_manifest, split_by_micrograph
     from .segment import load_checkpoint, save_checkpoint
 
     out_path = Path(out_path)
     if out_path.exists() and not overwrite:
         raise FileExistsError(f"{out_path} exists; pass --overwrite (overwrite=True) to replace it.")
     model, meta = load_checkpoint(checkpoint, device="cpu")
-    settings = {k: v for k, v in meta["config"].items() if k != "split"}
-    if settings.get("simulate") is not None:
-        settings["dataset_dir"] = None  # the stored path is where it was simulated to
-    config = load_config(settings)
-    dataset_dir = _prepare_dataset(config, progress=False)
-    manifest = read_manifest(dataset_dir)
-    split = split_by_micrograph(
-        manifest["micrograph_id"], fractions=config["split_fractions"], seed=int(config["seed"])
-    )
-    stored = meta["config"].get("split")
-    if stored is not None and list(stored["val"]) != list(split["val"]):
-        raise RuntimeError(
-            f"The validation split recomputed from {dataset_dir} differs from the one stored in "
-            f"{checkpoint}; that folder does not hold the model's training data."
-        )
+    dataset_dir, split = checkpoint_dataset_split(meta["config"])
     settings, scores = tune_on_validation(
         model, meta["normalization"], dataset_dir, split["val"], device="cpu"
     )
