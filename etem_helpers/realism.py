@@ -13,6 +13,8 @@ detector counts. Lengths are in pixels (``_px``): real images often have no cali
   standard deviation and correlation length.
 * :func:`edge_width_px`: 10-90 % rise distance of the mean intensity profile across the
   particle boundaries.
+* :func:`edge_midpoint_offset_px`: where the mask outline sits on that profile (distance of
+  its 50 % level from the outline).
 * :func:`particle_contrast`: (support mean - particle mean) / support standard deviation.
 * :func:`particle_interior_texture`: standard deviation inside the particles / contrast.
 * :func:`compare_image_sets`: all of the above for two sets, as one flat dict.
@@ -35,6 +37,7 @@ __all__ = [
     "radial_spectrum_distance",
     "background_texture",
     "edge_width_px",
+    "edge_midpoint_offset_px",
     "particle_contrast",
     "particle_interior_texture",
     "compare_image_sets",
@@ -164,7 +167,8 @@ def radial_power_spectrum(image, *, n_bins: int = 64) -> tuple[np.ndarray, np.nd
     return centres, mean
 
 
-def radial_spectrum_distance(images_a, images_b, *, n_bins: int = 64) -> float:
+def radial_spectrum_distance(images_a, images_b, *, n_bins: int = 64,
+                             average: str = "power") -> float:
     """Mean |ln P_a(k) - ln P_b(k)| of the set-averaged radial power spectra.
 
     Parameters
@@ -173,6 +177,9 @@ def radial_spectrum_distance(images_a, images_b, *, n_bins: int = 64) -> float:
         The two sets of images.
     n_bins : int
         Number of frequency bins between 0 and Nyquist (bins empty for either set are skipped).
+    average : {"power", "log"}
+        How a set's spectra are averaged: the mean power (images with much power dominate), or
+        the mean of ln P (the geometric mean: every image weighs alike).
 
     Returns
     -------
@@ -180,15 +187,25 @@ def radial_spectrum_distance(images_a, images_b, *, n_bins: int = 64) -> float:
         Mean absolute difference of the natural logs over the frequency bins (0 for identical
         sets; 0.69 means a typical factor of two in power).
     """
+    if average not in ("power", "log"):
+        raise ValueError(f"average={average!r} is not supported; use 'power' or 'log'.")
     spectra = []
     for images, name in ((images_a, "images_a"), (images_b, "images_b")):
         powers = [radial_power_spectrum(im, n_bins=n_bins)[1] for im in _as_list(images, name)]
         stacked = np.vstack(powers)
+        if average == "log":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                stacked = np.where(stacked > 0, np.log(stacked), np.nan)
         finite = np.isfinite(stacked)
         count = finite.sum(axis=0)
         total = np.where(finite, stacked, 0.0).sum(axis=0)
         spectra.append(np.where(count > 0, total / np.maximum(count, 1), np.nan))
     pa, pb = spectra
+    if average == "log":
+        ok = np.isfinite(pa) & np.isfinite(pb)
+        if not ok.any():
+            raise ValueError("no frequency bin has power in both sets; are the images constant?")
+        return float(np.mean(np.abs(pa[ok] - pb[ok])))
     ok = np.isfinite(pa) & np.isfinite(pb) & (pa > 0) & (pb > 0)
     if not ok.any():
         raise ValueError("no frequency bin has power in both sets; are the images constant?")
@@ -283,6 +300,38 @@ def _signed_distance(mask: np.ndarray) -> np.ndarray:
     return np.where(mask, 0.5 - inside, outside - 0.5)
 
 
+def _edge_profile(image, mask, reach_px: float, bin_px: float):
+    """(centres, p): the mean intensity against the signed distance to the mask boundary.
+
+    ``p`` is normalised so that the inner level (mean over ``[-reach, -reach/2]``) is 0 and
+    the outer level (mean over ``[reach/2, reach]``) is 1; distance bins without pixels are
+    dropped. Returns None when the mask has no boundary or the two levels coincide.
+    """
+    array = _as_image(image)
+    m = _as_mask(mask, array.shape)
+    if not m.any() or m.all():
+        return None
+    d = _signed_distance(m)
+    edges = np.arange(-reach_px, reach_px + bin_px / 2, bin_px)
+    index = np.digitize(d.ravel(), edges) - 1
+    n_bins = edges.size - 1
+    valid = (index >= 0) & (index < n_bins)
+    sums = np.bincount(index[valid], weights=array.ravel()[valid], minlength=n_bins)
+    counts = np.bincount(index[valid], minlength=n_bins)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    ok = counts > 0
+    profile = sums[ok] / counts[ok]
+    centres = centres[ok]
+    inner = profile[(centres >= -reach_px) & (centres <= -reach_px / 2)]
+    outer = profile[(centres >= reach_px / 2) & (centres <= reach_px)]
+    if inner.size == 0 or outer.size == 0:
+        return None
+    lo, hi = inner.mean(), outer.mean()
+    if hi == lo:
+        return None
+    return centres, (profile - lo) / (hi - lo)
+
+
 def edge_width_px(image, mask, *, reach_px: float = 8.0, bin_px: float = 0.5) -> float:
     """10-90 % rise distance (px) of the mean intensity profile across particle boundaries.
 
@@ -307,31 +356,49 @@ def edge_width_px(image, mask, *, reach_px: float = 8.0, bin_px: float = 0.5) ->
     float
         Edge width in px (NaN if the mask has no boundary or the levels coincide).
     """
-    array = _as_image(image)
-    m = _as_mask(mask, array.shape)
-    if not m.any() or m.all():
+    found = _edge_profile(image, mask, reach_px, bin_px)
+    if found is None:
         return float("nan")
-    d = _signed_distance(m)
-    edges = np.arange(-reach_px, reach_px + bin_px / 2, bin_px)
-    index = np.digitize(d.ravel(), edges) - 1
-    n_bins = edges.size - 1
-    valid = (index >= 0) & (index < n_bins)
-    sums = np.bincount(index[valid], weights=array.ravel()[valid], minlength=n_bins)
-    counts = np.bincount(index[valid], minlength=n_bins)
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    ok = counts > 0
-    profile = sums[ok] / counts[ok]
-    centres = centres[ok]
-    inner = profile[(centres >= -reach_px) & (centres <= -reach_px / 2)]
-    outer = profile[(centres >= reach_px / 2) & (centres <= reach_px)]
-    if inner.size == 0 or outer.size == 0:
-        return float("nan")
-    lo, hi = inner.mean(), outer.mean()
-    if hi == lo:
-        return float("nan")
-    p = (profile - lo) / (hi - lo)
+    centres, p = found
     zero = int(np.argmin(np.abs(centres)))
     return _crossing(centres, p, 0.9, zero, +1) - _crossing(centres, p, 0.1, zero, -1)
+
+
+def edge_midpoint_offset_px(image, mask, *, reach_px: float = 8.0,
+                            bin_px: float = 0.5) -> float:
+    """Where the mask outline sits on the edge: distance (px) of the 50 % level from it.
+
+    Same profile as :func:`edge_width_px`; the result is the position of the 50 % crossing
+    nearest the boundary, positive when the middle of the intensity rise lies outside the
+    mask (the outline is drawn inside the edge), negative when it lies inside (the mask
+    reaches out to the foot of the edge). It tells whether two sets of masks follow the
+    same convention for where a particle ends.
+
+    Parameters
+    ----------
+    image : array_like
+        2-D grey-level image.
+    mask : array_like
+        Particle mask (bool or labels), same shape.
+    reach_px, bin_px : float
+        As in :func:`edge_width_px`.
+
+    Returns
+    -------
+    float
+        Offset in px (NaN if the mask has no boundary, the levels coincide or the profile
+        never crosses 50 %).
+    """
+    found = _edge_profile(image, mask, reach_px, bin_px)
+    if found is None:
+        return float("nan")
+    x, p = found
+    below = p < 0.5
+    i = np.flatnonzero(below[:-1] != below[1:])
+    if i.size == 0:
+        return float("nan")
+    positions = x[i] + (0.5 - p[i]) * (x[i + 1] - x[i]) / (p[i + 1] - p[i])
+    return float(positions[np.argmin(np.abs(positions))])
 
 
 def _crossing(x: np.ndarray, p: np.ndarray, level: float, start: int, step: int) -> float:
@@ -437,6 +504,7 @@ def _image_measures(image, mask) -> dict:
         "background_large_scale_std": texture["large_scale_std"],
         "background_correlation_px": texture["correlation_length_px"],
         "edge_width_px": edge_width_px(image, mask),
+        "edge_midpoint_offset_px": edge_midpoint_offset_px(image, mask),
         "particle_contrast": particle_contrast(image, mask),
         "particle_interior_texture": particle_interior_texture(image, mask),
     }
@@ -476,14 +544,16 @@ def compare_image_sets(
     Returns
     -------
     dict
-        ``intensity_histogram_distance``, ``radial_spectrum_distance`` and, for each of
+        ``intensity_histogram_distance``, ``radial_spectrum_distance`` (and
+        ``radial_spectrum_distance_log_mean``, the same with log spectra averaged) and, for each of
         ``background_std``, ``background_large_scale_std``, ``background_correlation_px``,
-        ``edge_width_px``, ``particle_contrast``, ``particle_interior_texture``, the set
+        ``edge_width_px``, ``edge_midpoint_offset_px``, ``particle_contrast``, ``particle_interior_texture``, the set
         means ``<name>_real`` and ``<name>_sim``.
     """
     out = {
         "intensity_histogram_distance": intensity_histogram_distance(real, sim),
         "radial_spectrum_distance": radial_spectrum_distance(real, sim),
+        "radial_spectrum_distance_log_mean": radial_spectrum_distance(real, sim, average="log"),
     }
     for suffix, images, masks in (("real", real, real_masks), ("sim", sim, sim_masks)):
         for key, value in _set_means(images, masks, suffix).items():

@@ -9,10 +9,12 @@ from scipy import ndimage
 from etem_helpers.realism import (
     background_texture,
     compare_image_sets,
+    edge_midpoint_offset_px,
     edge_width_px,
     intensity_histogram_distance,
     particle_contrast,
     particle_interior_texture,
+    radial_power_spectrum,
     radial_spectrum_distance,
     robust_normalise,
 )
@@ -48,6 +50,18 @@ def test_identical_sets_have_zero_distance_and_differences_are_positive():
     assert radial_spectrum_distance(a, a) == 0.0
     blurred = [_scene(s, blur_px=3.0)[0] for s in range(3)]
     assert radial_spectrum_distance(a, blurred) > 0.5  # blur removes high frequencies
+    assert radial_spectrum_distance(a, a, average="log") == 0.0
+    assert radial_spectrum_distance(a, blurred, average="log") > 0.5
+    # one image per set: both averages agree; several: "log" is the mean of ln P per image
+    assert radial_spectrum_distance(a[0], blurred[0], average="log") == pytest.approx(
+        radial_spectrum_distance(a[0], blurred[0]))
+    log_a = np.mean([np.log(radial_power_spectrum(im)[1]) for im in a], axis=0)
+    log_b = np.mean([np.log(radial_power_spectrum(im)[1]) for im in blurred], axis=0)
+    ok = np.isfinite(log_a) & np.isfinite(log_b)
+    assert radial_spectrum_distance(a, blurred, average="log") == pytest.approx(
+        np.mean(np.abs(log_a[ok] - log_b[ok])))
+    with pytest.raises(ValueError, match="average"):
+        radial_spectrum_distance(a, a, average="median")
     brighter_particles = [np.where(_disks(), 0.8, 1.0) + 0.05 * np.random.default_rng(s)
                           .standard_normal((128, 128)) for s in range(3)]
     assert intensity_histogram_distance(a, brighter_particles) > 0.05
@@ -70,6 +84,18 @@ def test_blurred_edges_are_wider():
     assert sharp < 2.0
     # a Gaussian edge of sigma s has a 10-90 % width of 2.56 s
     assert soft == pytest.approx(2.56 * 2.5, rel=0.2)
+
+
+def test_edge_midpoint_offset_says_where_the_outline_sits():
+    image, mask = _scene(2, blur_px=2.5, noise=0.0)
+    assert edge_midpoint_offset_px(image, mask) == pytest.approx(0.0, abs=0.5)
+    grown = _disks(radius=17.0)  # outline at the foot of the edge
+    assert edge_midpoint_offset_px(image, grown) == pytest.approx(-3.0, abs=0.7)
+    shrunk = _disks(radius=12.0)  # outline drawn inside the edge
+    assert edge_midpoint_offset_px(image, shrunk) == pytest.approx(2.0, abs=0.7)
+    assert edge_midpoint_offset_px(37.0 * image + 5.0, grown) == pytest.approx(
+        edge_midpoint_offset_px(image, grown))
+    assert np.isnan(edge_midpoint_offset_px(image, np.zeros_like(mask)))
 
 
 def test_background_correlation_length_grows_with_smoothing():
@@ -158,6 +184,25 @@ def test_support_granularity_and_undulation_add_support_texture():
             > background_texture(plain, empty)["correlation_length_px"])
 
 
+def test_edge_softness_blurs_particle_edges_around_the_unchanged_outline():
+    sharp = simulate_micrograph(_lowmag(n_particles=6, defocus_nm=0.0), seed=5)
+    soft = simulate_micrograph(_lowmag(n_particles=6, defocus_nm=0.0, edge_softness_nm=1.2),
+                               seed=5)
+    assert np.array_equal(sharp.labels, soft.labels)  # the outline is the sharp footprint
+    assert edge_width_px(soft.image, soft.labels) > edge_width_px(sharp.image, sharp.labels) + 2
+    # a symmetric blur keeps the middle of the edge near the outline (ellipsoids: the middle
+    # of the rise is ~1 px inside it with or without the blur) ...
+    assert abs(edge_midpoint_offset_px(soft.image, soft.labels)) < 1.5
+    # ... whereas thin-edged profiles put the outline at the foot of the edge, well outside
+    thin = simulate_micrograph(_lowmag(n_particles=6, defocus_nm=0.0, edge_exponent=1.5), seed=5)
+    assert edge_midpoint_offset_px(thin.image, thin.labels) < -2.0
+    # and the support between particles is not blurred
+    far = ~ndimage.binary_dilation(sharp.labels > 0, iterations=12)
+    assert soft.image[far].std() == pytest.approx(sharp.image[far].std(), rel=0.05)
+    with pytest.raises(ValueError, match="edge_softness_nm"):
+        _lowmag(edge_softness_nm=-1.0)
+
+
 def test_round_fraction_favours_round_particles():
     params = _lowmag(n_particles=40, kinds=("round", "faceted", "rod"), round_fraction=0.9,
                      diameter_range_nm=(1.0, 2.0), image_size_px=256)
@@ -174,6 +219,8 @@ def test_new_realism_parameters_leave_hrtem_unchanged():
     a = simulate_micrograph(params, seed=8).image
     b = simulate_micrograph(params.replace(interior_texture=0.5), seed=8).image
     assert np.array_equal(a, b)  # diffraction-contrast texture is a low-magnification model
+    c = simulate_micrograph(params.replace(edge_softness_nm=0.5), seed=8).image
+    assert np.array_equal(a, c)  # diffuse edges too
 
 
 def test_sample_params_lowmag_sizes_in_pixels_and_mostly_round():
@@ -186,6 +233,7 @@ def test_sample_params_lowmag_sizes_in_pixels_and_mostly_round():
         round_fractions.append(p.round_fraction)
         assert "round" in p.kinds and p.diameter_distribution == "uniform"
         assert p.interior_texture > 0 and p.support_granularity_rad > 0
+        assert 2.0 - 1e-9 <= p.edge_softness_nm / p.pixel_size_nm <= 5.0 + 1e-9
     assert min(lows) >= 8.0 - 1e-9 and max(lows) <= 20.0 + 1e-9
     assert max(highs) <= 120.0 + 1e-9 and np.median(highs) > 70.0
     assert min(round_fractions) >= 0.6

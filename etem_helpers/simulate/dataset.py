@@ -36,8 +36,10 @@ __all__ = [
 #: a given seed change (new physics, new parameter sampling), and is written into every
 #: ``dataset.json``, so that a dataset simulated by an older revision is not silently reused
 #: as if it were what a configuration and seed describe now. Revision 2: low-magnification
-#: realism (outline roughness, soft edges, interior texture, mottled support).
-SIMULATOR_REVISION = 2
+#: realism (outline roughness, soft edges, interior texture, mottled support). Revision 3:
+#: diffuse low-magnification particle edges (`edge_softness_nm`) with the true outline at
+#: the middle of the edge rise, as hand-drawn outlines are.
+SIMULATOR_REVISION = 3
 
 _FILES = ("particles.csv", "manifest.csv", "dataset.json")
 _DIRS = ("images", "labels")

@@ -72,6 +72,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "round_fraction": (0.0, 1.0),
     "outline_roughness": (0.0, 0.3),
     "edge_exponent": (0.5, 2.0),
+    "edge_softness_nm": (0.0, 20.0),
     "interior_texture": (0.0, 1.0),
     "texture_length_nm": (0.05, 20.0),
     "support_undulation_rad": (0.0, 1.0),
@@ -206,6 +207,13 @@ class SimulationParams:
         Round particles: thickness profile ``t = T q^gamma`` with ``q = 1 - (r / R)^2``
         (0.5-2). 0.5 is an ellipsoid; larger values give thinner, softer edges (flattened,
         wetting or partly sintered particles). The footprint (t > 0) does not change.
+    edge_softness_nm : float
+        Low-magnification regime: standard deviation in nm (0-20) of a Gaussian that smooths
+        the particles' projected potential (not the support), i.e. diffuse particle edges
+        (surface roughness below the pixel size, thin wetting rims, sintering necks). The
+        label map stays the sharp analytic footprint, which then sits at the middle of
+        each blurred edge (the dividing surface of a diffuse interface, where a
+        microscopist draws the outline). 0 = sharp edges; ignored in the HRTEM regime.
     interior_texture : float
         Relative standard deviation (0-1) of a smooth Gaussian random field that modulates
         the absorption of crystalline particles in the low-magnification regime: thickness
@@ -267,6 +275,7 @@ class SimulationParams:
     round_fraction: float | None = None
     outline_roughness: float = 0.0
     edge_exponent: float = 0.5
+    edge_softness_nm: float = 0.0
     interior_texture: float = 0.0
     texture_length_nm: float = 1.0
     support_undulation_rad: float = 0.05
@@ -495,7 +504,11 @@ def sample_params(
         77 px with a few below 15 px and above 90 px;
       - kinds: round always, plus faceted / decahedral / rod / nanotube / aggregate with
         probabilities 0.4 / 0.2 / 0.3 / 0.15 / 0.2; ``round_fraction`` U(0.6, 0.95);
-        ``outline_roughness`` U(0, 0.15); ``edge_exponent`` U(0.5, 1.5) (softer edges);
+        ``outline_roughness`` U(0, 0.15); ``edge_exponent`` U(0.5, 0.7); diffuse edges
+        ``edge_softness_nm`` U(2, 5) px (revision 3: the real edges are about 8 px wide from
+        10 to 90 % and the hand-drawn outline sits near the middle of that rise, not at its
+        outer foot; the softer thickness profiles of revision 2 put the true outline at the
+        foot);
       - coverage U(0.1, 0.3) (real: 0.16-0.19); edge fraction U(0.1, 0.4);
       - absorption U(0.05, 0.12) (with the thick low-mag particles larger values saturate
         them to black, unlike the real images); ``interior_texture`` U(0.05, 0.3) with
@@ -639,11 +652,12 @@ def _sample_lowmag(
         edge_fraction=float(rng.uniform(0.1, 0.4)),
         atom_sigma_nm=float(rng.uniform(0.03, 0.04)),
         outline_roughness=float(rng.uniform(0.0, 0.15)),
-        edge_exponent=float(rng.uniform(0.5, 1.5)),
+        edge_exponent=float(rng.uniform(0.5, 0.7)),
         interior_texture=float(rng.uniform(0.05, 0.3)),
         texture_length_nm=float(rng.uniform(0.7, 2.0)) * pixel,
         support_undulation_rad=float(rng.uniform(0.02, 0.15)),
         support_undulation_beta=float(rng.uniform(1.0, 2.0)),
         support_granularity_rad=float(rng.uniform(0.05, 0.3)),
         support_grain_nm=float(rng.uniform(1.5, 4.0)) * pixel,
+        edge_softness_nm=float(rng.uniform(2.0, 5.0)) * pixel,
     )

@@ -825,6 +825,10 @@ def render_phase(
         acc[i0:i1, j0:j1] += phase
     if col_y:
         _splat(acc, np.concatenate(col_y), np.concatenate(col_x), np.concatenate(col_w))
+    if params.regime == "lowmag" and params.edge_softness_nm > 0:
+        # diffuse particle edges (the support is added later and stays sharp); "nearest" so
+        # that particles cut by the image edge do not bleed into the opposite side
+        acc = ndimage.gaussian_filter(acc, params.edge_softness_nm / pr, mode="nearest")
     # Gaussian atom (and anti-aliasing of the continuous fields) in Fourier space.
     spec = scipy.fft.rfft2(acc.astype(np.float32), workers=-1)
     ky = np.fft.fftfreq(n, d=pr).astype(np.float32)[:, None]
