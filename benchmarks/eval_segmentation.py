@@ -84,6 +84,7 @@ def score_image(
     pixel_size_nm: float,
     iou_threshold: float = 0.5,
     visible_ids: Sequence[int] | None = None,
+    true_snr: Mapping[int, float] | None = None,
 ) -> dict[str, Any]:
     """Pixel counts, instance counts and matched size/shape errors of one image.
 
@@ -99,6 +100,9 @@ def score_image(
         True particles that are visible (Rose criterion); if given, the counts of
         :func:`etem_helpers.metrics.visible_instance_scores` are added (``vis_tp``,
         ``vis_fp``, ``vis_fn``, ``n_invisible``).
+    true_snr : mapping of int to float, optional
+        Visibility (Rose SNR) of each true particle id; if given, ``snr_found`` lists
+        ``(snr, matched)`` for every true particle.
 
     Returns
     -------
@@ -134,6 +138,10 @@ def score_image(
         )
         visible = {"vis_tp": scores["tp"], "vis_fp": scores["fp"], "vis_fn": scores["fn"],
                    "n_invisible": scores["n_invisible"]}
+    if true_snr is not None:
+        found = set(int(i) for i in match.true_ids)
+        visible["snr_found"] = [(float(true_snr.get(int(i), np.nan)), int(i) in found)
+                                for i in np.unique(true_labels[true_fg])]
     return {
         **visible,
         "pixel_tp": int(np.count_nonzero(pred_fg & true_fg)),
@@ -194,6 +202,9 @@ def aggregate_scores(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "visible_recall": _ratio(vtp, vtp + vfn),
             "visible_f1": _ratio(2 * vtp, 2 * vtp + vfp + vfn),
         }
+    if all("snr_found" in r for r in records):
+        visible["recall_by_snr"] = recall_by_snr(
+            [pair for r in records for pair in r["snr_found"]])
     return {
         **visible,
         "n_images": len(records),
@@ -210,6 +221,57 @@ def aggregate_scores(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         **summary,
         "seconds_per_image": float(np.mean(seconds)) if seconds else float("nan"),
     }
+
+
+#: Edges of the visibility bins of :func:`recall_by_snr` (Rose SNR; 5 = Rose's criterion).
+SNR_BIN_EDGES = (3.0, 5.0, 7.0, 10.0)
+
+
+def recall_by_snr(snr_found: Sequence[tuple[float, bool]]) -> dict[str, dict[str, float]]:
+    """Recall of true particles binned by their visibility (Rose SNR on the image).
+
+    Parameters
+    ----------
+    snr_found : sequence of (float, bool)
+        ``(snr, matched)`` per true particle; NaN SNR (not measurable) goes to "n/a".
+
+    Returns
+    -------
+    dict
+        ``{bin label: {"n": count, "recall": matched fraction (NaN if empty)}}`` for the bins
+        ``< 3``, ``3-5``, ``5-7``, ``7-10``, ``>= 10`` and ``n/a``.
+    """
+    edges = (-np.inf, *SNR_BIN_EDGES, np.inf)
+    labels = [f"< {edges[1]:g}"] + [f"{a:g}-{b:g}" for a, b in zip(edges[1:-2], edges[2:-1],
+                                                                     strict=True)]
+    labels.append(f">= {edges[-2]:g}")
+    out = {}
+    snr = np.array([p[0] for p in snr_found], dtype=float)
+    hit = np.array([p[1] for p in snr_found], dtype=bool)
+    for label, low, high in zip(labels, edges[:-1], edges[1:], strict=True):
+        inside = (snr >= low) & (snr < high)
+        out[label] = {"n": int(inside.sum()),
+                      "recall": float(hit[inside].mean()) if inside.any() else float("nan")}
+    unknown = ~np.isfinite(snr)
+    out["n/a"] = {"n": int(unknown.sum()),
+                  "recall": float(hit[unknown].mean()) if unknown.any() else float("nan")}
+    return out
+
+
+def format_recall_by_snr(results: Mapping[str, Mapping[str, Any]], *, title: str = "") -> str:
+    """A Markdown table: recall (and count) per visibility bin, one row per method."""
+    rows = {m: s["recall_by_snr"] for m, s in results.items() if "recall_by_snr" in s}
+    if not rows:
+        return ""
+    bins = list(next(iter(rows.values())))
+    lines = [title] if title else []
+    lines += ["| method | " + " | ".join(f"SNR {b}" for b in bins) + " |",
+              "| --- | " + " | ".join("---:" for _ in bins) + " |"]
+    for method, table in rows.items():
+        cells = ["n/a" if not np.isfinite(table[b]["recall"]) else
+                 f"{table[b]['recall']:.2f} ({table[b]['n']})" for b in bins]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def format_table(results: Mapping[str, Mapping[str, Any]], *, title: str = "") -> str:
@@ -316,18 +378,19 @@ def evaluate_images(
 
     records: dict[str, list[dict[str, Any]]] = {name: [] for name in methods}
     for name, image, true_labels, pixel_size_nm in samples:
-        visible_ids = None
+        visible_ids = true_snr = None
         if visibility:
             table = particle_visibility(image, true_labels)
             invisible = table["snr"] < ROSE_THRESHOLD  # NaN compares False: visible
             visible_ids = table.loc[~invisible, "particle_id"].astype(int).tolist()
+            true_snr = dict(zip(table["particle_id"].astype(int), table["snr"], strict=True))
         for method, function in methods.items():
             started = time.perf_counter()
             labels = function(image, pixel_size_nm)
             seconds = time.perf_counter() - started
             record = score_image(
                 labels, true_labels, pixel_size_nm=pixel_size_nm, iou_threshold=iou_threshold,
-                visible_ids=visible_ids,
+                visible_ids=visible_ids, true_snr=true_snr,
             )
             record.update(name=name, seconds=seconds)
             records[method].append(record)
@@ -500,6 +563,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key in sim:
         if key.startswith("regime_"):
             emit(format_table(sim[key], title=f"\n**Simulated test split, {key[7:]} only**\n"))
+    emit(format_recall_by_snr(sim["all"], title="\n**Simulated test split: recall by visibility "
+                              "(Rose SNR of each true particle on the image; count in brackets)**\n"))
 
     if not args.no_real:
         real = load_real(args.real_source, args.real_cache)

@@ -114,3 +114,20 @@ def test_visible_f1_ignores_a_particle_hidden_in_noise(ev):
     summary = ev.aggregate_scores(records["oracle"])
     assert summary["visible_f1"] == 1.0 and summary["n_invisible"] == 1 and summary["f1"] < 1.0
     assert "| F1 vis. |" in ev.format_table({"oracle": summary})
+    bins = summary["recall_by_snr"]
+    assert bins[">= 10"] == {"n": 1, "recall": 1.0}  # contrast 0.6 over noise 0.05
+    assert bins["< 3"] == {"n": 1, "recall": 0.0}  # the particle without contrast
+    assert sum(b["n"] for b in bins.values()) == 2
+    table = ev.format_recall_by_snr({"oracle": summary})
+    assert "| oracle | 0.00 (1) |" in table and "1.00 (1)" in table
+    assert ev.format_recall_by_snr({"oracle": plain}) == ""
+
+
+def test_recall_by_snr_bins_and_unmeasurable(ev):
+    bins = ev.recall_by_snr([(2.0, False), (4.9, True), (5.0, True), (5.0, False), (12.0, True),
+                (float("nan"), True)])
+    assert bins["< 3"] == {"n": 1, "recall": 0.0}
+    assert bins["3-5"] == {"n": 1, "recall": 1.0}
+    assert bins["5-7"] == {"n": 2, "recall": 0.5}
+    assert bins["7-10"]["n"] == 0 and np.isnan(bins["7-10"]["recall"])
+    assert bins["n/a"] == {"n": 1, "recall": 1.0}
