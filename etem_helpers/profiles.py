@@ -63,7 +63,7 @@ class Profile:
 _PROFILES = {
     "smoke": Profile(name="smoke", n_images=8, image_size_px=128, tile_px=64, epochs=1,
                      batch_size=4, tiles_per_image=2, n_jobs=1, interactive=False),
-    "quick": Profile(name="quick", n_images=60, image_size_px=256, tile_px=128, epochs=8,
+    "quick": Profile(name="quick", n_images=60, image_size_px=256, tile_px=128, epochs=14,
                      batch_size=8, tiles_per_image=4, n_jobs=2, interactive=True),
     "full": Profile(name="full", n_images=2000, image_size_px=512, tile_px=256, epochs=60,
                     batch_size=16, tiles_per_image=8, n_jobs=8, interactive=True),
