@@ -58,7 +58,6 @@ from scipy import ndimage as ndi
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = REPOSITORY_ROOT / "etem_helpers" / "models" / "default.pt"
 DEFAULT_JSON = REPOSITORY_ROOT / "etem_helpers" / "models" / "default_report.json"
-#: Used only when etem_helpers.real_data does not define SINTERING_EVALUATION_IDS.
 METHODS = ("unet", "otsu_watershed", "adaptive_threshold_watershed")
 TABLE_COLUMNS = (
     ("pixel_dice", "Dice", "{:.3f}"),
@@ -133,9 +132,7 @@ def score_image(
     if visible_ids is not None:
         from etem_helpers.metrics import visible_instance_scores
 
-        scores = visible_instance_scores(
-            pred_labels, true_labels, visible_ids, iou_threshold=iou_threshold
-        )
+        scores = visible_instance_scores(pred_labels, true_labels, visible_ids, match=match)
         visible = {"vis_tp": scores["tp"], "vis_fp": scores["fp"], "vis_fn": scores["fn"],
                    "n_invisible": scores["n_invisible"]}
     if true_snr is not None:

@@ -444,7 +444,8 @@ def particle_visibility(image, labels, *, ring_px: int = 3) -> pd.DataFrame:
 
 
 def visible_instance_scores(
-    pred_labels, true_labels, visible_ids, *, iou_threshold: float = 0.5
+    pred_labels, true_labels, visible_ids, *, iou_threshold: float = 0.5,
+    match: MatchResult | None = None,
 ) -> dict:
     """Detection scores that neither reward nor punish invisible true particles.
 
@@ -463,6 +464,9 @@ def visible_instance_scores(
         :func:`particle_visibility`).
     iou_threshold : float
         Minimum IoU of a match (default 0.5).
+    match : MatchResult, optional
+        The :func:`match_instances` result of these two label maps, if already computed
+        (it is then used as is, and ``iou_threshold`` is ignored).
 
     Returns
     -------
@@ -470,7 +474,8 @@ def visible_instance_scores(
         ``tp``, ``fp``, ``fn``, ``ignored`` (matches to invisible particles),
         ``n_invisible``, and ``precision``, ``recall``, ``f1`` as in :func:`instance_scores`.
     """
-    match = match_instances(pred_labels, true_labels, iou_threshold=iou_threshold)
+    if match is None:
+        match = match_instances(pred_labels, true_labels, iou_threshold=iou_threshold)
     visible_ids = np.asarray(list(visible_ids), dtype=np.int64)
     matched_visible = np.isin(match.true_ids, visible_ids)
     missed_visible = np.isin(match.unmatched_true_ids, visible_ids)

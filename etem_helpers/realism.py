@@ -194,22 +194,23 @@ def radial_spectrum_distance(images_a, images_b, *, n_bins: int = 64,
         powers = [radial_power_spectrum(im, n_bins=n_bins)[1] for im in _as_list(images, name)]
         stacked = np.vstack(powers)
         if average == "log":
-            with np.errstate(divide="ignore", invalid="ignore"):
-                stacked = np.where(stacked > 0, np.log(stacked), np.nan)
+            stacked = _log_or_nan(stacked)
         finite = np.isfinite(stacked)
         count = finite.sum(axis=0)
         total = np.where(finite, stacked, 0.0).sum(axis=0)
         spectra.append(np.where(count > 0, total / np.maximum(count, 1), np.nan))
-    pa, pb = spectra
-    if average == "log":
-        ok = np.isfinite(pa) & np.isfinite(pb)
-        if not ok.any():
-            raise ValueError("no frequency bin has power in both sets; are the images constant?")
-        return float(np.mean(np.abs(pa[ok] - pb[ok])))
-    ok = np.isfinite(pa) & np.isfinite(pb) & (pa > 0) & (pb > 0)
+    # log of the set means ("power"), or the set means of the logs ("log"); NaN: no power
+    la, lb = spectra if average == "log" else (_log_or_nan(s) for s in spectra)
+    ok = np.isfinite(la) & np.isfinite(lb)
     if not ok.any():
         raise ValueError("no frequency bin has power in both sets; are the images constant?")
-    return float(np.mean(np.abs(np.log(pa[ok]) - np.log(pb[ok]))))
+    return float(np.mean(np.abs(la[ok] - lb[ok])))
+
+
+def _log_or_nan(values: np.ndarray) -> np.ndarray:
+    """Natural log where ``values > 0``, NaN elsewhere (also for NaN)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(values > 0, np.log(values), np.nan)
 
 
 def _support(mask: np.ndarray, margin_px: int) -> np.ndarray:
