@@ -19,11 +19,13 @@ _LAZY = {
     "read_micrograph": "io:read_micrograph",
     "write_micrograph": "io:write_micrograph",
     "simulate_micrograph": "simulate:simulate_micrograph",
-    "analyze": "analysis:analyze",
+    "analyze": "pipeline.analyzer:analyze",
+    "Analyzer": "pipeline.analyzer:Analyzer",
+    "AnalysisResult": "pipeline.result:AnalysisResult",
 }
 _SUBMODULES = {
-    "analysis", "baselines", "course", "data", "device", "instances", "io", "measure", "metrics",
-    "profiles", "real_data", "result", "segment", "simulate", "spectra", "train", "versions",
+    "cli", "course", "datasets", "device", "io", "measure", "metrics", "pipeline", "preprocess",
+    "profiles", "realism", "segmentation", "simulate", "spectra", "versions", "widgets",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -58,6 +58,7 @@ __all__ = [
     "UnknownUnitsError",
     "UnsupportedFormatError",
     "read_micrograph",
+    "validate_pixel_size",
     "write_micrograph",
 ]
 
@@ -225,7 +226,7 @@ def _name(path: Path) -> str:
     return f"'{path}'"
 
 
-def _validate_pixel_size(
+def validate_pixel_size(
     pixel_size_nm: Any,
     *,
     argument: str,
@@ -778,7 +779,7 @@ def read_micrograph(
     """
     path = Path(path)
     if pixel_size_nm is not None:
-        pixel_size_nm = _validate_pixel_size(pixel_size_nm, argument="pixel_size_nm", path=path)
+        pixel_size_nm = validate_pixel_size(pixel_size_nm, argument="pixel_size_nm", path=path)
     if nan_policy not in {"raise", "fill"}:
         raise MicrographError(
             f"nan_policy={nan_policy!r} is not valid for {_name(path)}: use 'raise' or 'fill'."
@@ -923,7 +924,7 @@ def write_micrograph(
             f"Cannot write {_name(path)}: extension {path.suffix!r} is not supported for "
             f"writing. Use one of {', '.join(WRITABLE_EXTENSIONS)}."
         )
-    pixel_size_nm = _validate_pixel_size(pixel_size_nm, argument="pixel_size_nm", path=path)
+    pixel_size_nm = validate_pixel_size(pixel_size_nm, argument="pixel_size_nm", path=path)
     array = np.asarray(image)
     if array.ndim != 2 or np.iscomplexobj(array) or not (
         np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_

@@ -30,7 +30,7 @@ from skimage.morphology import h_maxima
 from skimage.segmentation import relabel_sequential, watershed
 
 from etem_helpers.measure import measure_particles
-from etem_helpers.result import AnalysisResult
+from etem_helpers.pipeline.result import AnalysisResult
 
 __all__ = ["otsu_watershed", "adaptive_threshold_watershed"]
 

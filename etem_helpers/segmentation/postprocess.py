@@ -17,6 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from etem_helpers.measure import uses_blocks
+from etem_helpers.metrics.matching import instance_scores
+from etem_helpers.segmentation.instances import (
+    filter_instances,
+    split_instances,
+    split_instances_blocked,
+)
+
 __all__ = [
     "DEFAULT_POSTPROCESS",
     "POSTPROCESS_GRID",
@@ -86,16 +94,15 @@ def postprocess_settings(stored: Mapping[str, Any] | None = None, **overrides) -
 
 def _split(foreground_prob, boundary_prob, settings) -> np.ndarray:
     """The watershed part of the post-processing (no size or confidence filter)."""
-    from .instances import split_instances
 
-    return split_instances(
+    split = split_instances_blocked if uses_blocks(np.shape(foreground_prob)) else split_instances
+    return split(
         foreground_prob, boundary_prob, **{k: settings[k] for k in _SPLIT_KEYS}, min_size_px=1
     )
 
 
 def _filter(labels, foreground_prob, settings) -> np.ndarray:
     """The size and confidence filter of the post-processing."""
-    from .instances import filter_instances
 
     return filter_instances(
         labels,
@@ -109,6 +116,9 @@ def probabilities_to_instances(
     foreground_prob: np.ndarray, boundary_prob: np.ndarray | None = None, **settings
 ) -> np.ndarray:
     """Instance labels from probability maps: :func:`split_instances` then :func:`filter_instances`.
+
+    Images larger than 2048² are split block by block (:func:`split_instances_blocked`,
+    bounded memory).
 
     Parameters
     ----------
@@ -149,7 +159,6 @@ def score_postprocess(
     dict
         ``tp``, ``fp``, ``fn`` summed over the images, and ``precision``, ``recall``, ``f1``.
     """
-    from .metrics import instance_scores
 
     if len(probabilities) != len(true_labels):
         raise ValueError(

@@ -1,14 +1,12 @@
 """Training loop for the particle-segmentation U-Net, and a command-line entry point.
 
 From Python (e.g. a notebook)::
-
-    from etem_helpers import segment, train
     model = segment.build_unet("light", seed=0)
     history = train.train_segmentation(model, train_loader, val_loader, epochs=20)
 
 From a shell::
 
-    python -m etem_helpers.train --config config.json --out model.pt
+    etem train --config config.json --out model.pt
 
 where ``config.json`` names a dataset directory written by :mod:`etem_helpers.simulate` (or
 simulator settings to create one) and the training settings; see :data:`DEFAULT_CONFIG`.
@@ -25,6 +23,18 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from etem_helpers.datasets.ensure import ensure_dataset
+from etem_helpers.datasets.folders import read_manifest
+from etem_helpers.datasets.splits import split_by_micrograph
+from etem_helpers.device import get_device
+from etem_helpers.io import read_micrograph
+from etem_helpers.preprocess.normalize import Normalization
+from etem_helpers.segmentation.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+from etem_helpers.segmentation.data import SegmentationDataset
+from etem_helpers.segmentation.model import build_unet, dice_bce_loss
+from etem_helpers.segmentation.postprocess import DEFAULT_POSTPROCESS, tune_postprocess
+from etem_helpers.segmentation.predict import predict_probabilities
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -90,9 +100,7 @@ def evaluate_segmentation(
     """
     import torch
 
-    from .segment import _resolve_device, dice_bce_loss
-
-    device = _resolve_device(device)
+    device = get_device(device)
     was_training = model.training
     model.eval()
     loss_sum, n_images, intersection, total = 0.0, 0, 0.0, 0.0
@@ -200,8 +208,6 @@ def train_segmentation(
     import torch
     from tqdm.auto import tqdm
 
-    from .segment import _resolve_device, dice_bce_loss
-
     if int(epochs) != epochs or epochs < 1:
         raise ValueError(f"epochs={epochs} must be a positive integer.")
     if scheduler not in _SCHEDULERS:
@@ -210,7 +216,7 @@ def train_segmentation(
         raise ValueError(
             f"early_stopping_patience={early_stopping_patience} must be >= 1 or None (no stop)."
         )
-    device = _resolve_device(device)
+    device = get_device(device)
     if amp == "auto":
         use_amp = device.type == "cuda"
     elif amp in (True, False):
@@ -386,77 +392,22 @@ def load_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _check_reusable_dataset(out_dir: Path, settings: Mapping[str, Any], *, seed: int) -> None:
-    """Raise if ``out_dir`` holds a dataset other than the one ``settings`` and ``seed`` describe.
-
-    A dataset is reused only if its ``dataset.json`` records the same simulator revision
-    (:data:`etem_helpers.simulate.dataset.SIMULATOR_REVISION`), seed and simulator settings;
-    otherwise training would silently use images that the configuration no longer produces.
-    The folder is never deleted here: the message says what differs and what to do.
-    """
-    from .simulate.dataset import SIMULATOR_REVISION
-
-    info_path = out_dir / "dataset.json"
-    try:
-        info = json.loads(info_path.read_text())
-    except (OSError, ValueError) as error:
-        raise ValueError(
-            f"{info_path} is missing or unreadable ({error}); cannot tell which simulator made "
-            f"the dataset in {out_dir}. Delete that folder to have it simulated again, or set "
-            "'dataset_dir' in the config to use it as it is."
-        ) from error
-    arguments = info.get("arguments", {})
-    wanted = {"seed": seed, **{k: v for k, v in settings.items() if k not in ("n_jobs", "progress")}}
-    found = {k: arguments.get(k) for k in wanted}
-    revision = info.get("simulator_revision", 1)
-    if revision != SIMULATOR_REVISION or found != wanted:
-        raise ValueError(
-            f"{out_dir} holds a dataset simulated with revision {revision} and settings {found}, "
-            f"but the config asks for revision {SIMULATOR_REVISION} and {wanted}. Delete that "
-            "folder (or change 'simulate.out_dir') to have it simulated again; it is never "
-            "overwritten automatically."
-        )
-
-
 def _prepare_dataset(config: Mapping[str, Any], *, progress: bool = True) -> Path:
-    """Dataset directory from the config, simulating it first if asked (and not yet done)."""
+    """Dataset directory from the config, simulated first unless the same one is there already."""
     if config["dataset_dir"] is not None:
         return Path(config["dataset_dir"])
     settings = dict(config["simulate"])
     if "out_dir" not in settings or "n_images" not in settings:
-        raise ValueError("'simulate' needs at least 'n_images' and 'out_dir'.")
-    out_dir = Path(settings.pop("out_dir"))
-    if (out_dir / "manifest.csv").is_file():
-        _check_reusable_dataset(out_dir, settings, seed=int(config["seed"]))
-        return out_dir  # already simulated by this simulator revision: reuse
-    from .simulate import generate_dataset
-
-    generate_dataset(
-        int(settings.pop("n_images")),
-        out_dir,
-        seed=int(config["seed"]),
-        overwrite=False,
-        **{"progress": progress, **settings},
-    )
-    return out_dir
-
-
-def _normalization_meta(method: str) -> dict[str, Any]:
-    """Record how the dataset normalised images (defaults of data.normalize_image)."""
-    import inspect
-
-    from .data import normalize_image
-
-    meta: dict[str, Any] = {"function": "etem_helpers.data.normalize_image", "method": method}
-    for name, parameter in inspect.signature(normalize_image).parameters.items():
-        if parameter.kind is parameter.KEYWORD_ONLY and name != "method":
-            meta[name] = parameter.default
-    return meta
+        raise ValueError("'simulate' in the config needs at least 'n_images' and 'out_dir'.")
+    out_dir = settings.pop("out_dir")
+    n_images = int(settings.pop("n_images"))
+    settings.setdefault("progress", progress)
+    return ensure_dataset(out_dir, n_images, seed=int(config["seed"]), **settings).path
 
 
 def tune_on_validation(
     model,
-    normalization: Mapping[str, Any],
+    normalization: Normalization,
     dataset_dir: str | Path,
     val_ids: Sequence[str],
     *,
@@ -469,8 +420,8 @@ def tune_on_validation(
     ----------
     model : torch.nn.Module
         The trained network (as it will be saved, e.g. with float16-rounded weights).
-    normalization : dict
-        Checkpoint normalisation metadata (how images are normalised before the network).
+    normalization : Normalization
+        How images are normalised before the network (the model card's).
     dataset_dir : str or pathlib.Path
         Dataset written by :func:`etem_helpers.simulate.generate_dataset`.
     val_ids : sequence of str
@@ -492,19 +443,13 @@ def tune_on_validation(
     import numpy as np
     import tifffile
 
-    from .analysis import normalize_for_model
-    from .data import read_manifest
-    from .io import read_micrograph
-    from .postprocess import DEFAULT_POSTPROCESS, tune_postprocess
-    from .segment import predict_probabilities
-
     dataset_dir = Path(dataset_dir)
     manifest = read_manifest(dataset_dir).set_index("micrograph_id")
     probabilities, truths = [], []
     for micrograph_id in val_ids:
         row = manifest.loc[micrograph_id]
         image = read_micrograph(dataset_dir / row["image_path"]).image
-        normalized = normalize_for_model(np.asarray(image, dtype=np.float32), normalization)
+        normalized = normalization.apply(np.asarray(image, dtype=np.float32))
         probabilities.append(
             predict_probabilities(
                 model, normalized, tile_px=int(tile_px), overlap_px=64, device=device
@@ -562,9 +507,6 @@ def run_training(
     """
     import torch
     from torch.utils.data import DataLoader
-
-    from .data import SegmentationDataset, read_manifest, split_by_micrograph
-    from .segment import build_unet, save_checkpoint
 
     config = load_config(config)
     out_path = Path(out_path)
@@ -652,7 +594,7 @@ def run_training(
     if config["tune_postprocess"] and split["val"]:
         tuned_started = time.perf_counter()
         postprocess, val_scores = tune_on_validation(
-            _float_copy(model), _normalization_meta(config["normalize"]), dataset_dir,
+            _float_copy(model), Normalization(method=config["normalize"]), dataset_dir,
             split["val"], device=config["device"],
         )
         metrics.update(
@@ -661,19 +603,17 @@ def run_training(
             tune_seconds=time.perf_counter() - tuned_started,
         )
         history["postprocess"] = {"settings": postprocess, "val_scores": val_scores}
-    checkpoint_path = save_checkpoint(
-        out_path,
-        model,
+    card = ModelCard(
         preset=config["preset"],
-        normalization=_normalization_meta(config["normalize"]),
+        normalization=Normalization(method=config["normalize"]),
         pixel_size_nm=pixel_size_nm,
         pixel_size_range_nm=tuple(pixel_size_range_nm),
         tile_px=int(config["tile_px"]),
         metrics=metrics,
         config={**config, "dataset_dir": str(dataset_dir), "split": split},
-        postprocess=postprocess,
-        overwrite=overwrite,
+        postprocess=postprocess or {},
     )
+    checkpoint_path = save_checkpoint(out_path, model, card, overwrite=overwrite)
     history_path.write_text(json.dumps(history, indent=2))
     return history, checkpoint_path
 
@@ -702,7 +642,6 @@ def checkpoint_dataset_split(config: Mapping[str, Any]) -> tuple[Path, dict[str,
         The recomputed split differs from the one stored in the config: the folder does not
         hold the data the model was trained on.
     """
-    from .data import read_manifest, split_by_micrograph
 
     settings = {k: v for k, v in config.items() if k != "split"}
     if settings.get("simulate") is not None:
@@ -732,7 +671,7 @@ def retune_checkpoint(
     The weights and all other metadata are kept; only ``postprocess`` and the validation
     instance scores in ``metrics`` are (re)written. The dataset and split come from the
     checkpoint's own training configuration, so the result is what
-    ``python -m etem_helpers.train`` with ``"tune_postprocess": true`` would have stored.
+    ``etem train`` with ``"tune_postprocess": true`` would have stored.
 
     Parameters
     ----------
@@ -750,43 +689,31 @@ def retune_checkpoint(
     path : pathlib.Path
         The written checkpoint.
     """
-    from .segment import load_checkpoint, save_checkpoint
 
     out_path = Path(out_path)
     if out_path.exists() and not overwrite:
         raise FileExistsError(f"{out_path} exists; pass --overwrite (overwrite=True) to replace it.")
-    model, meta = load_checkpoint(checkpoint, device="cpu")
-    dataset_dir, split = checkpoint_dataset_split(meta["config"])
+    model, card = load_checkpoint(checkpoint, device="cpu")
+    dataset_dir, split = checkpoint_dataset_split(card.config)
     settings, scores = tune_on_validation(
-        model, meta["normalization"], dataset_dir, split["val"], device="cpu"
+        model, card.normalization, dataset_dir, split["val"], device="cpu"
     )
     metrics = {
-        **meta["metrics"],
+        **card.metrics,
         "val_instance_f1": scores["f1"],
         "val_instance_f1_default_postprocess": scores["default_f1"],
     }
-    if meta["config"].get("weights_dtype") == "float16":
+    if card.config.get("weights_dtype") == "float16":
         model = model.half()
-    path = save_checkpoint(
-        out_path,
-        model,
-        preset=meta["preset"],
-        normalization=meta["normalization"],
-        pixel_size_nm=meta["pixel_size_nm"],
-        pixel_size_range_nm=tuple(meta["pixel_size_range_nm"]),
-        tile_px=meta["tile_px"],
-        metrics=metrics,
-        config=meta["config"],
-        postprocess=settings,
-        overwrite=overwrite,
-    )
+    card = card.replace(metrics=metrics, postprocess=settings)
+    path = save_checkpoint(out_path, model, card, overwrite=overwrite)
     return {**scores, "settings": settings}, path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point: ``python -m etem_helpers.train --config C.json --out M.pt``."""
+    """Command-line entry point: ``etem train --config C.json --out M.pt``."""
     parser = argparse.ArgumentParser(
-        prog="python -m etem_helpers.train",
+        prog="etem train",
         description="Train the particle-segmentation U-Net from a JSON configuration.",
     )
     parser.add_argument("--config", help="JSON file of settings (see DEFAULT_CONFIG)")

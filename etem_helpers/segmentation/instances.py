@@ -18,6 +18,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from etem_helpers.measure import SPLIT_BLOCK_PX
+from etem_helpers.preprocess.normalize import _row_chunks
+
 __all__ = ["filter_instances", "labels_to_targets", "split_instances"]
 
 
@@ -414,3 +417,123 @@ def filter_instances(
     mapping = np.zeros(n_ids, dtype=np.int32)
     mapping[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
     return mapping[labels]
+
+
+
+
+
+# --------------------------------------------------------------------------------------
+# Instance splitting on large images
+# --------------------------------------------------------------------------------------
+def split_instances_blocked(
+    foreground_prob: np.ndarray,
+    boundary_prob: np.ndarray | None = None,
+    *,
+    threshold: float = 0.5,
+    block_px: int = SPLIT_BLOCK_PX,
+    **split_kwargs,
+) -> np.ndarray:
+    """:func:`etem_helpers.instances.split_instances` on a large image, block by block.
+
+    The foreground mask is cut into its 8-connected components; each component goes to the
+    block (a ``block_px`` grid) that holds the top-left corner of its bounding box, and each
+    block is split on the union of its components' bounding boxes with every other
+    component removed. Components never straddle two blocks' work, so ids are consistent
+    without any merging, and peak memory is that of one block (plus the int32 output).
+
+    Every step of ``split_instances`` stays within one 8-connected component of the mask
+    (the distance transforms to the nearest background pixel cannot reach across: the pixel
+    next to any closer pixel of another component would join the two), so the result
+    matches ``split_instances`` on the whole image up to rare ties in the merging of
+    shallow distance peaks (whose order depends on marker numbers).
+
+    Limitation: a component larger than a block is processed whole, so memory then scales
+    with its bounding box. When the foreground percolates across the whole image (e.g. an
+    untrained network marking noise as foreground) this is the whole image: ~5 GB resident
+    for 8192² (measured), as plain ``split_instances``.
+
+    Parameters
+    ----------
+    foreground_prob, boundary_prob : numpy.ndarray
+        (H, W) probabilities (0–1), as for ``split_instances``.
+    threshold : float
+        Foreground threshold (0–1).
+    block_px : int
+        Block side in pixels (>= 64).
+    **split_kwargs
+        Other keyword arguments of ``split_instances`` (``boundary_threshold``,
+        ``min_size_px``, ``min_distance_px``, ``h_px``).
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 labels (H, W), ids 1..N numbered in raster order of each particle's first
+        pixel, as ``split_instances``.
+    """
+
+    foreground_prob = np.asarray(foreground_prob)
+    if foreground_prob.ndim != 2:
+        raise ValueError(
+            f"foreground_prob must be 2-D (H, W); got shape {foreground_prob.shape}."
+        )
+    if boundary_prob is not None and np.shape(boundary_prob) != foreground_prob.shape:
+        raise ValueError(
+            f"boundary_prob shape {np.shape(boundary_prob)} differs from foreground_prob "
+            f"shape {foreground_prob.shape}; pass the two channels of the same prediction."
+        )
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold={threshold!r} must be in [0, 1).")
+    if int(block_px) != block_px or block_px < 64:
+        raise ValueError(f"block_px={block_px!r} must be an integer >= 64 (pixels).")
+    height, width = foreground_prob.shape
+    groups, n_groups = ndi.label(foreground_prob > threshold, structure=np.ones((3, 3), bool))
+    out = np.zeros((height, width), dtype=np.int32)
+    if n_groups == 0:
+        return out
+    boxes = ndi.find_objects(groups)
+    starts = np.array([(b[0].start, b[1].start) for b in boxes], dtype=np.int64)
+    stops = np.array([(b[0].stop, b[1].stop) for b in boxes], dtype=np.int64)
+    n_block_x = -(-width // int(block_px))
+    block_of = (starts[:, 0] // block_px) * n_block_x + starts[:, 1] // block_px
+    order = np.argsort(block_of, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, np.diff(block_of[order]) != 0, True])
+    first_pixel: list[np.ndarray] = []
+    next_id = 0
+    for first, last in zip(bounds[:-1], bounds[1:], strict=True):
+        members = order[first:last]  # group index (id - 1)
+        y0, x0 = starts[members].min(axis=0)
+        y1, x1 = stops[members].max(axis=0)
+        window = (slice(int(y0), int(y1)), slice(int(x0), int(x1)))
+        lookup = np.zeros(n_groups + 1, dtype=bool)
+        lookup[members + 1] = True
+        keep = lookup[groups[window]]
+        local_fg = np.where(keep, foreground_prob[window], np.float32(0.0)).astype(
+            np.float32, copy=False
+        )
+        local_bd = None if boundary_prob is None else boundary_prob[window]
+        local = split_instances(local_fg, local_bd, threshold=threshold, **split_kwargs)
+        n_local = int(local.max(initial=0))
+        if n_local == 0:
+            continue
+        flat = np.flatnonzero(local)
+        values = local.ravel()[flat]
+        # split_instances numbers ids by first pixel in raster order: an id appears first
+        # exactly where it exceeds every id seen before.
+        seen = np.maximum.accumulate(np.r_[0, values[:-1]])
+        firsts = flat[values > seen]
+        rows, cols = np.divmod(firsts, local.shape[1])
+        first_pixel.append((rows + y0) * width + (cols + x0))
+        target = out[window]
+        mask = local > 0
+        target[mask] = local[mask] + next_id
+        next_id += n_local
+    if next_id == 0:
+        return out
+    global_first = np.concatenate(first_pixel)
+    mapping = np.zeros(next_id + 1, dtype=np.int32)
+    mapping[np.argsort(global_first, kind="stable") + 1] = np.arange(
+        1, next_id + 1, dtype=np.int32
+    )
+    for rows in _row_chunks(height):
+        out[rows] = mapping[out[rows]]
+    return out

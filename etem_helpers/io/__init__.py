@@ -1,0 +1,45 @@
+"""Read and write calibrated micrographs (MRC, TIFF, DM3/DM4, EMD, SER, PNG/JPEG) and their errors.
+
+``read_micrograph(path)`` returns the image, its pixel size in nm and where the calibration came
+from; a missing calibration is an error, never a silent 1 nm/px.
+"""
+
+from .micrograph import (
+    SUPPORTED_EXTENSIONS,
+    WRITABLE_EXTENSIONS,
+    CorruptFileError,
+    EmptyImageError,
+    InvalidPixelSizeError,
+    InvalidPixelValuesError,
+    Micrograph,
+    MicrographError,
+    MicrographNotFoundError,
+    MissingCalibrationError,
+    MissingDependencyError,
+    NotAnImageError,
+    UnknownUnitsError,
+    UnsupportedFormatError,
+    read_micrograph,
+    validate_pixel_size,
+    write_micrograph,
+)
+
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "WRITABLE_EXTENSIONS",
+    "CorruptFileError",
+    "EmptyImageError",
+    "InvalidPixelSizeError",
+    "InvalidPixelValuesError",
+    "Micrograph",
+    "MicrographError",
+    "MicrographNotFoundError",
+    "MissingCalibrationError",
+    "MissingDependencyError",
+    "NotAnImageError",
+    "UnknownUnitsError",
+    "UnsupportedFormatError",
+    "read_micrograph",
+    "validate_pixel_size",
+    "write_micrograph",
+]

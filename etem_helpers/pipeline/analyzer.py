@@ -1,0 +1,474 @@
+"""The one path a micrograph takes: :class:`Analyzer` and :func:`analyze`.
+
+An :class:`Analyzer` holds a trained U-Net (its :class:`~etem_helpers.segmentation.ModelCard`)
+and the analysis settings, and runs each image through the same stages, each one function of
+its own package::
+
+    image or file ──read_input──> image + pixel_size_nm (+ where the calibration came from)
+      └─ plan_resampling / resample_to_pixel_size (only outside the model's pixel-size range)
+         └─ has_contrast? (a degenerate frame gives no particles) ── Normalization.apply
+            └─ predict_probabilities (tiled; foreground + contact boundary)
+               └─ probabilities_to_instances (split touching particles, filter size/confidence)
+                  └─ map back to the original grid ── measure_particles (contract columns, nm)
+                     └─ AnalysisResult
+
+It is picklable (a Dask worker can hold one) and reusable across images; loaded models are
+cached per process (:func:`load_model`, :func:`clear_model_cache`). :func:`analyze` is a thin
+call of it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from etem_helpers._version import __version__
+from etem_helpers.device import get_device, inference_precision
+from etem_helpers.io import validate_pixel_size
+from etem_helpers.measure import measure_particles, relabel_sequential, uses_blocks
+from etem_helpers.pipeline.result import AnalysisResult
+from etem_helpers.preprocess.resample import map_to_grid, plan_resampling, resample_to_pixel_size
+from etem_helpers.preprocess.tiles import tile_positions
+from etem_helpers.preprocess.validate import has_contrast, read_input
+from etem_helpers.segmentation.checkpoint import CheckpointError, ModelCard, load_checkpoint
+from etem_helpers.segmentation.model import _size_multiple
+from etem_helpers.segmentation.postprocess import postprocess_settings, probabilities_to_instances
+from etem_helpers.segmentation.predict import (
+    auto_tile_px,
+    fuse_for_inference,
+    inference_tile_shape,
+    predict_probabilities,
+)
+
+__all__ = [
+    "DEFAULT_MODEL_PATH",
+    "TRAIN_DEFAULT_COMMAND",
+    "Analyzer",
+    "AnalyzerSettings",
+    "analyze",
+    "clear_model_cache",
+    "load_model",
+]
+
+#: The checkpoint shipped with the package (``model="default"``).
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "default.pt"
+#: The documented command that trains the shipped model.
+TRAIN_DEFAULT_COMMAND = (
+    "etem train --config etem_helpers/models/default_config.json "
+    "--out etem_helpers/models/default.pt"
+)
+_MAX_CPU_TILE_PX = 544  # per-pixel cost of the light U-Net rises for larger CPU tiles
+_MAX_GPU_TILE_PX = 1024
+_MODEL_CACHE_SIZE = 4
+_MODEL_CACHE: OrderedDict[tuple, tuple[Any, ModelCard]] = OrderedDict()
+
+
+def clear_model_cache() -> None:
+    """Forget every model loaded by :func:`load_model` (frees memory)."""
+    _MODEL_CACHE.clear()
+
+
+def load_model(model: str | os.PathLike = "default", *, device="auto") -> tuple[Any, ModelCard]:
+    """Load a segmentation checkpoint for inference once and reuse it (small LRU cache).
+
+    Parameters
+    ----------
+    model : "default" or str or path-like
+        ``"default"``: the checkpoint shipped in ``etem_helpers/models/default.pt``;
+        otherwise the path of a checkpoint written by
+        :func:`etem_helpers.segmentation.save_checkpoint`.
+    device : str or torch.device
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ...
+
+    Returns
+    -------
+    network : torch.nn.Module
+        In eval mode on ``device``, batch norms folded into the convolutions
+        (:func:`~etem_helpers.segmentation.fuse_for_inference`); shared with later calls.
+    card : ModelCard
+
+    Raises
+    ------
+    etem_helpers.segmentation.CheckpointError
+        Missing, corrupt or incompatible checkpoint (the message says what to do).
+    """
+    torch_device = get_device(device)
+    path = _model_path(model)
+    try:
+        stat = path.resolve().stat()
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(torch_device))
+    except OSError:
+        key = None  # load_checkpoint raises the informative error
+    if key is not None and key in _MODEL_CACHE:
+        _MODEL_CACHE.move_to_end(key)
+        return _MODEL_CACHE[key]
+    network, card = load_checkpoint(path, device=torch_device)
+    network = fuse_for_inference(network)
+    if key is not None:
+        _MODEL_CACHE[key] = (network, card)
+        while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
+            _MODEL_CACHE.popitem(last=False)
+    return network, card
+
+
+def _model_path(model) -> Path:
+    if isinstance(model, str) and model == "default":
+        if not DEFAULT_MODEL_PATH.is_file():
+            raise CheckpointError(
+                f"The default segmentation model {DEFAULT_MODEL_PATH} is not installed. Train "
+                f"it with `{TRAIN_DEFAULT_COMMAND}` (from the repository root), or pass "
+                "model=<path to a .pt checkpoint written by "
+                "etem_helpers.segmentation.save_checkpoint>."
+            )
+        return DEFAULT_MODEL_PATH
+    if isinstance(model, str | os.PathLike):
+        return Path(model)
+    raise TypeError(
+        f"model must be 'default', a checkpoint path or a (network, ModelCard) tuple; got "
+        f"{type(model).__name__}."
+    )
+
+
+def _resolve_model(model, device) -> tuple[Any, ModelCard, str | None]:
+    """(network, card, path or None) from "default", a path or a (network, card) tuple."""
+    if isinstance(model, tuple):
+        if len(model) != 2 or not isinstance(model[1], ModelCard | Mapping):
+            raise TypeError(
+                "model given as a tuple must be (network, ModelCard) as returned by "
+                "etem_helpers.segmentation.load_checkpoint."
+            )
+        network, card = model
+        if not isinstance(card, ModelCard):
+            try:
+                card = ModelCard.from_dict(card)
+            except (TypeError, ValueError) as error:
+                raise CheckpointError(f"The model card given with the network is not valid: "
+                                      f"{error}") from error
+        return network, card, None
+    network, card = load_model(model, device=device)
+    return network, card, str(_model_path(model).resolve())
+
+
+def _check_fraction(name: str, value, *, closed: bool) -> None:
+    """``value`` is None or a number in (0, 1) (``closed``: [0, 1]); otherwise ValueError."""
+    if value is None:
+        return
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (number and ((0.0 <= value <= 1.0) if closed else (0.0 < value < 1.0))):
+        interval = "[0, 1]" if closed else "(0, 1)"
+        raise ValueError(f"{name}={value!r} must be a number in {interval} or None.")
+
+
+@dataclass(frozen=True)
+class AnalyzerSettings:
+    """How an :class:`Analyzer` runs (see :func:`analyze` for each setting's meaning)."""
+
+    tile_px: int | None = None
+    overlap_px: int = 64
+    tta: bool = False
+    threshold: float | None = None
+    batch_size: int | None = None
+    min_diameter_nm: float | None = None
+    min_confidence: float | None = None
+    precision: str = "auto"
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        _check_fraction("threshold", self.threshold, closed=False)
+        _check_fraction("min_confidence", self.min_confidence, closed=True)
+        if self.min_diameter_nm is not None:
+            object.__setattr__(self, "min_diameter_nm", validate_pixel_size(
+                self.min_diameter_nm, argument="min_diameter_nm",
+                quantity="the smallest particle diameter to keep as a finite positive number "
+                "in nm"))
+        for name in ("tile_px", "overlap_px", "batch_size"):
+            value = getattr(self, name)
+            if value is None and name != "overlap_px":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+                raise ValueError(f"{name}={value!r} must be a non-negative integer (pixels).")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size!r} must be a positive integer.")
+        if self.tile_px is not None and self.overlap_px >= self.tile_px:
+            raise ValueError(
+                f"overlap_px={self.overlap_px} must be smaller than tile_px={self.tile_px}; "
+                "use a smaller overlap or a larger tile."
+            )
+
+
+class Analyzer:
+    """A trained U-Net plus settings: finds, separates and measures the particles of micrographs.
+
+    Parameters
+    ----------
+    model : "default" or str or path-like or (torch.nn.Module, ModelCard)
+        ``"default"``: the model shipped with the package; a checkpoint path written by
+        :func:`etem_helpers.segmentation.save_checkpoint`; or ``(network, card)`` as returned
+        by :func:`etem_helpers.segmentation.load_checkpoint`.
+    device : str or torch.device
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
+    **settings
+        Fields of :class:`AnalyzerSettings`.
+
+    Examples
+    --------
+    >>> analyzer = Analyzer()  # doctest: +SKIP
+    >>> results = [analyzer(path) for path in paths]  # doctest: +SKIP
+    """
+
+    def __init__(self, model="default", *, device="auto", **settings):
+        unknown = sorted(set(settings) - {f.name for f in fields(AnalyzerSettings)})
+        if unknown:
+            raise TypeError(
+                f"Unknown setting(s) {unknown}; known: "
+                f"{sorted(f.name for f in fields(AnalyzerSettings))}."
+            )
+        self.settings = AnalyzerSettings(**settings)
+        self.device = get_device(device)
+        self.network, self.card, self.model_path = _resolve_model(model, self.device)
+        self._model = model if self.model_path is not None else None
+        self.precision = inference_precision(self.settings.precision, self.device)
+        self.postprocess = postprocess_settings(
+            self.card.postprocess, threshold=self.settings.threshold,
+            min_confidence=self.settings.min_confidence,
+        )
+
+    # Pickling sends the model's path, not the network, when the model came from a file.
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["device"] = str(self.device)
+        if self._model is not None:
+            state["network"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.device = get_device(state["device"])
+        if self.network is None:
+            self.network, _ = load_model(self._model, device=self.device)
+
+    def __call__(self, image, pixel_size_nm: float | None = None) -> AnalysisResult:
+        """Analyse one micrograph (array + ``pixel_size_nm``, or a file path); see :func:`analyze`."""
+        timer = _Timer()
+        array, pixel_size_nm, source, file_info = read_input(image, pixel_size_nm)
+        timer.lap("read")
+        plan, work, prediction_pixel_size_nm = self._resample(array, pixel_size_nm)
+        timer.lap("resample")
+        info = self._base_info(plan, prediction_pixel_size_nm)
+        info["constant_image"] = not has_contrast(work)
+        if info["constant_image"]:
+            # A blank, saturated or hot-pixel frame: no contrast to find particles in (a network
+            # would answer the same everywhere, so its output would be meaningless).
+            labels = np.zeros(array.shape, dtype=np.int32)
+            probability = np.zeros(array.shape, dtype=np.float32)
+        else:
+            normalized = self.card.normalization.apply(work)
+            del work
+            timer.lap("normalize")
+            probabilities = self._predict(normalized, info)
+            del normalized
+            timer.lap("predict")
+            labels = self._instances(probabilities, prediction_pixel_size_nm, info)
+            timer.lap("split")
+            labels, probability = self._map_back(labels, probabilities[0], plan, array.shape)
+            del probabilities
+            timer.lap("map_back")
+        particles = measure_particles(labels, pixel_size_nm, probability=probability)
+        timer.lap("measure")
+        info.update(timing_s=timer.total(), image_shape=[int(n) for n in array.shape])
+        if file_info:
+            info["file"] = file_info
+        return AnalysisResult(
+            labels=labels, particles=particles, probability=probability,
+            pixel_size_nm=pixel_size_nm, pixel_size_source=source,
+            method=f"unet:{self.card.preset}", info=info,
+        )
+
+    # -- stages ------------------------------------------------------------------------------
+    def _resample(self, array: np.ndarray, pixel_size_nm: float):
+        """(plan, image on the model's grid, its pixel size): resampled only outside the range."""
+        plan = plan_resampling(array.shape, pixel_size_nm, self.card.pixel_size_range_nm)
+        if not plan["resample"]:
+            return plan, array, pixel_size_nm
+        work, achieved = resample_to_pixel_size(array, pixel_size_nm, plan["target_pixel_size_nm"])
+        plan.update(achieved_pixel_size_nm=float(achieved),
+                    resampled_shape=tuple(int(n) for n in work.shape))
+        return plan, work, achieved
+
+    def _predict(self, normalized: np.ndarray, info: dict) -> np.ndarray:
+        """(2, H, W) foreground and boundary probabilities by tiled inference."""
+        multiple = _size_multiple(self.network)
+        overlap = int(self.settings.overlap_px)
+        tile = self.settings.tile_px or auto_tile_px(
+            normalized.shape, overlap_px=overlap, multiple=multiple,
+            max_tile_px=_MAX_CPU_TILE_PX if self.device.type == "cpu" else _MAX_GPU_TILE_PX,
+        )
+        if overlap >= tile:
+            raise ValueError(
+                f"overlap_px={overlap} must be smaller than the tile side ({tile} px); pass a "
+                "smaller overlap_px or a larger tile_px."
+            )
+        probabilities = predict_probabilities(
+            self.network, normalized, tile_px=tile, overlap_px=overlap,
+            batch_size=self.settings.batch_size, device=self.device, tta=self.settings.tta,
+            progress=self.settings.progress, precision=self.precision,
+        )
+        tile_shape = inference_tile_shape(normalized.shape, tile_px=tile, multiple=multiple)
+        n_tiles = len(tile_positions(normalized.shape, tile_px=tile_shape,
+                                     overlap_px=min(overlap, min(tile_shape) - 1)))
+        info.update(precision=self.precision, tile_px=[int(n) for n in tile_shape],
+                    overlap_px=overlap, n_tiles=int(n_tiles))
+        return probabilities
+
+    def _instances(self, probabilities, prediction_pixel_size_nm: float, info: dict) -> np.ndarray:
+        """Instance labels on the prediction grid (touching particles split, small/unsure removed)."""
+        settings = dict(self.postprocess)
+        if self.settings.min_diameter_nm is not None:
+            radius_px = 0.5 * self.settings.min_diameter_nm / prediction_pixel_size_nm
+            settings["min_size_px"] = max(1, math.ceil(math.pi * radius_px**2))
+        labels = probabilities_to_instances(probabilities[0], probabilities[1], **settings)
+        split = "blocked" if uses_blocks(labels.shape) else "whole image"
+        info.update(min_size_px=int(settings["min_size_px"]), postprocess=settings, split=split)
+        return labels
+
+    @staticmethod
+    def _map_back(labels, foreground, plan, shape) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and foreground probability on the original pixel grid."""
+        if not plan["resample"]:
+            return labels.astype(np.int32, copy=False), np.array(foreground, dtype=np.float32)
+        zoom = plan["pixel_size_nm"] / plan["achieved_pixel_size_nm"]
+        probability = map_to_grid(foreground, zoom, shape, is_label=False)
+        labels = relabel_sequential(map_to_grid(labels, zoom, shape, is_label=True))
+        return labels.astype(np.int32, copy=False), probability
+
+    def _base_info(self, plan, prediction_pixel_size_nm: float) -> dict[str, Any]:
+        card = self.card
+        return {
+            "model_path": self.model_path,
+            "model_preset": card.preset,
+            "model_etem_helpers_version": card.etem_helpers_version,
+            "etem_helpers_version": __version__,
+            "model_pixel_size_nm": card.pixel_size_nm,
+            "model_pixel_size_range_nm": list(card.pixel_size_range_nm),
+            "normalization": card.normalization.to_dict(),
+            "device": str(self.device),
+            "batch_size": self.settings.batch_size,
+            "tta": bool(self.settings.tta),
+            "threshold": float(self.postprocess["threshold"]),
+            "min_size_px": int(self.postprocess["min_size_px"]),
+            "postprocess": dict(self.postprocess),
+            "resampling": dict(plan),
+            "prediction_pixel_size_nm": float(prediction_pixel_size_nm),
+            "settings": asdict(self.settings),
+            "faults": "not classified yet (later issue): fault_probability is NaN and has_fault "
+            "is <NA> for every particle",
+        }
+
+
+class _Timer:
+    """Seconds per stage, for ``info["timing_s"]``."""
+
+    def __init__(self) -> None:
+        self.started = self.clock = time.perf_counter()
+        self.timing: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timing[stage] = round(now - self.clock, 4)
+        self.clock = now
+
+    def total(self) -> dict[str, float]:
+        return {**self.timing, "total": round(time.perf_counter() - self.started, 4)}
+
+
+_ANALYZERS: OrderedDict[tuple, Analyzer] = OrderedDict()
+
+
+def _cached_analyzer(model, device, settings: dict) -> Analyzer:
+    """An Analyzer per (model file, device, settings), reused by repeated :func:`analyze` calls."""
+    if isinstance(model, tuple):
+        return Analyzer(model, device=device, **settings)
+    path = _model_path(model)
+    try:
+        stat = path.resolve().stat()
+    except OSError:
+        return Analyzer(model, device=device, **settings)  # raises the informative error
+    key = (str(path.resolve()), stat.st_mtime_ns, str(get_device(device)),
+           tuple(sorted(settings.items())))
+    if key not in _ANALYZERS:
+        _ANALYZERS[key] = Analyzer(model, device=device, **settings)
+        while len(_ANALYZERS) > _MODEL_CACHE_SIZE:
+            _ANALYZERS.popitem(last=False)
+    _ANALYZERS.move_to_end(key)
+    return _ANALYZERS[key]
+
+
+def analyze(image, pixel_size_nm: float | None = None, *, model="default", device="auto",
+            **settings) -> AnalysisResult:
+    """Find, separate and measure the particles of a micrograph with a trained U-Net.
+
+    Parameters
+    ----------
+    image : numpy.ndarray or str or path-like
+        A 2-D grey-level array (any real dtype, finite values) or the path of a micrograph
+        file (MRC, TIFF, DM3/DM4, EMD, SER, PNG/JPEG; read with
+        :func:`etem_helpers.io.read_micrograph`, its calibration used).
+    pixel_size_nm : float, optional
+        Pixel size in nm per pixel. Required for an array (1 nm/px is never assumed);
+        for a file it overrides the file's calibration.
+    model : "default" or str or path-like or (torch.nn.Module, ModelCard)
+        The shipped model, a checkpoint path, or ``(network, card)`` from
+        :func:`etem_helpers.segmentation.load_checkpoint`.
+    device : str or torch.device
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
+    **settings
+        :class:`AnalyzerSettings`: ``tile_px`` (inference tile side, a multiple of 32; None
+        chooses the side that sends the fewest pixels through the network, up to 544 px on
+        the CPU, 1024 px on GPUs), ``overlap_px`` (64, blended with a raised cosine), ``tta``
+        (average over 4 flips), ``threshold`` (foreground probability in (0, 1); None: the
+        model's own, chosen on its validation data), ``batch_size`` (tiles per forward pass),
+        ``min_diameter_nm`` (remove smaller particles; None: the model's smallest size in
+        pixels), ``min_confidence`` (0–1; None: the model's), ``precision`` ("auto",
+        "float32", "bfloat16": bfloat16 on CPUs that compute it natively), ``progress``.
+
+    Returns
+    -------
+    AnalysisResult
+        ``labels`` (int32, 0 background, 1..N in raster order of each particle's first
+        pixel), ``probability`` (float32 foreground probability), ``particles`` (the contract
+        columns on the original grid; ``fault_probability`` NaN and ``has_fault`` ``pd.NA``
+        until the fault classifier exists), ``pixel_size_nm``, ``pixel_size_source``
+        (``"argument"`` or ``"file:..."``), ``method`` (``"unet:<preset>"``) and ``info``
+        (model, device, tiles, resampling, normalisation, ``timing_s`` per stage).
+
+    Raises
+    ------
+    ValueError
+        Missing or invalid pixel size, not a 2-D image, empty image, NaN/Inf pixels, a pixel
+        size needing extreme resampling, or bad settings (each error names the argument).
+    etem_helpers.segmentation.CheckpointError
+        Missing or unusable checkpoint.
+
+    Notes
+    -----
+    A frame without contrast (blank, saturated, one hot pixel) gives zero particles without
+    running the network (``info["constant_image"]``). Deterministic for the same input, model
+    and device. Memory is bounded (tiled prediction; images above 2048² are split and measured
+    block by block); ``BENCHMARKS.md`` has seconds and peak memory. On a busy CPU start Python
+    with ``OMP_WAIT_POLICY=PASSIVE`` (PyTorch's spinning threads can slow inference 5–10×).
+
+    Examples
+    --------
+    >>> from etem_helpers import analyze
+    >>> result = analyze("particles.mrc")  # doctest: +SKIP
+    >>> result.particles[["diameter_nm", "confidence"]].describe()  # doctest: +SKIP
+    """
+    return _cached_analyzer(model, device, settings)(image, pixel_size_nm)

@@ -1,0 +1,24 @@
+"""From an image to what a network sees: validate, normalise, resample, tile and stitch.
+
+One implementation of each: the training data, the notebooks and :class:`etem_helpers.Analyzer`
+all call these.
+"""
+
+from .normalize import Normalization, normalize_image
+from .resample import ResamplingPlan, plan_resampling, resample_to_pixel_size
+from .tiles import TileStitcher, iter_tiles, stitch_tiles, tile_image, tile_positions
+from .validate import check_image
+
+__all__ = [
+    "Normalization",
+    "ResamplingPlan",
+    "TileStitcher",
+    "check_image",
+    "iter_tiles",
+    "normalize_image",
+    "plan_resampling",
+    "resample_to_pixel_size",
+    "stitch_tiles",
+    "tile_image",
+    "tile_positions",
+]

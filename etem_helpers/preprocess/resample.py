@@ -1,0 +1,234 @@
+"""Resampling to a pixel size (nm/px) and back."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from scipy import ndimage as ndi
+
+
+# --------------------------------------------------------------------------------------
+# Resampling to a common pixel size
+# --------------------------------------------------------------------------------------
+def resample_to_pixel_size(
+    image: np.ndarray,
+    pixel_size_nm: float,
+    target_pixel_size_nm: float,
+    *,
+    order: int = 1,
+    is_label: bool = False,
+) -> tuple[np.ndarray, float]:
+    """Resample a 2-D image or label map to (almost exactly) a target pixel size.
+
+    A CNN's receptive field and learned filters are measured in pixels. A network trained on
+    particles 20–60 px across sees something else in a micrograph recorded at three times the
+    magnification. Resampling every micrograph to one physical scale (nm/px) for training and
+    for use makes a particle of a given size in nm span the same number of pixels, so the
+    network's size range maps to a size range in nm.
+
+    The output shape is rounded to whole pixels, so the achieved pixel size differs slightly
+    from the target. One isotropic scale factor is used for both axes (set by the longer
+    axis), so the returned pixel size is exact for both axes; along the shorter axis the field
+    of view may differ from the input's by less than half an output pixel.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        2-D image (any real dtype) or integer label map.
+    pixel_size_nm : float
+        Pixel size of ``image`` in nm/px.
+    target_pixel_size_nm : float
+        Wanted pixel size in nm/px.
+    order : int
+        Spline order for images (0–5; 1 = bilinear). Ignored when ``is_label`` (always 0).
+    is_label : bool
+        Treat ``image`` as a label map: nearest-neighbour sampling, no anti-aliasing, dtype
+        kept, so no new label values can appear.
+
+    Returns
+    -------
+    resampled : numpy.ndarray
+        float32 for images; the input dtype for label maps.
+    new_pixel_size_nm : float
+        The pixel size actually achieved, in nm/px.
+
+    Notes
+    -----
+    When shrinking, images are low-pass filtered first with a Gaussian of
+    σ = (1/zoom − 1)/2 input pixels (as ``skimage.transform.rescale(anti_aliasing=True)``),
+    otherwise lattice fringes and noise finer than the new Nyquist limit would alias into
+    false low-frequency patterns (moiré).
+    """
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"image must be 2-D (H, W); got shape {image.shape}.")
+    sizes = {"pixel_size_nm": pixel_size_nm, "target_pixel_size_nm": target_pixel_size_nm}
+    for name, value in sizes.items():
+        if not isinstance(value, int | float | np.number) or not np.isfinite(value) or value <= 0:
+            raise ValueError(
+                f"{name} must be a positive number of nm per pixel, got {value!r}. Read the "
+                "calibration from the file header (etem_helpers.io.read_micrograph) or pass it "
+                "explicitly; never assume 1 nm/px."
+            )
+    if is_label and not (np.issubdtype(image.dtype, np.integer) or image.dtype == bool):
+        raise ValueError(f"is_label=True needs an integer or bool label map, got {image.dtype}.")
+    if not 0 <= order <= 5:
+        raise ValueError(f"order must be between 0 and 5, got {order}.")
+
+    shape = np.array(image.shape)
+    long_axis = int(np.argmax(shape))
+    n_long = int(shape[long_axis])
+    new_long = max(1, round(n_long * pixel_size_nm / target_pixel_size_nm))
+    zoom = new_long / n_long  # output pixels per input pixel, both axes
+    new_shape = tuple(max(1, round(int(n) * zoom)) for n in shape)
+    new_pixel_size_nm = float(pixel_size_nm / zoom)
+
+    if new_shape == tuple(shape) and zoom == 1.0:
+        out = image.copy() if is_label else image.astype(np.float32)
+        return out, new_pixel_size_nm
+
+    # Output pixel centre i maps to input coordinate (i + 0.5) / zoom - 0.5 (pixel areas
+    # aligned at the top-left corner).
+    matrix = np.full(2, 1.0 / zoom)
+    offset = np.full(2, 0.5 / zoom - 0.5)
+    if is_label:
+        source = image.astype(np.int64) if image.dtype == bool else image
+        out = ndimage.affine_transform(
+            source, matrix, offset=offset, output_shape=new_shape, order=0, mode="nearest"
+        )
+        return out.astype(image.dtype), new_pixel_size_nm
+
+    data = image.astype(np.float32)
+    if zoom < 1.0:
+        sigma = (1.0 / zoom - 1.0) / 2.0
+        data = ndimage.gaussian_filter(data, sigma=sigma, mode="reflect")
+    out = ndimage.affine_transform(
+        data, matrix, offset=offset, output_shape=new_shape, order=order, mode="nearest"
+    )
+    return out.astype(np.float32), new_pixel_size_nm
+
+#: Largest resampling factor (either direction) before :func:`analyze` refuses.
+MAX_RESAMPLING_FACTOR = 8.0
+
+
+#: Smallest side (pixels) of a resampled image before :func:`analyze` refuses.
+MIN_RESAMPLED_SIDE_PX = 32
+
+
+#: Largest resampled image (pixels) before :func:`analyze` refuses (16384²).
+MAX_RESAMPLED_PIXELS = 16384 * 16384
+
+
+# --------------------------------------------------------------------------------------
+# Pixel size: resampling plan and mapping back
+# --------------------------------------------------------------------------------------
+class ResamplingPlan(dict):
+    """What :func:`plan_resampling` decided (a dict, stored in ``result.info``).
+
+    Keys: ``resample`` (bool), ``pixel_size_nm`` (input), ``target_pixel_size_nm``,
+    ``factor`` (output pixels per input pixel along each axis), ``shape`` (input) and
+    ``reason`` (text).
+    """
+
+
+def plan_resampling(
+    image_shape, pixel_size_nm: float, pixel_size_range_nm
+) -> ResamplingPlan:
+    """Decide whether an image must be resampled to fit a model's pixel-size range.
+
+    Parameters
+    ----------
+    image_shape : sequence of int
+        (H, W) in pixels.
+    pixel_size_nm : float
+        Pixel size of the image, nm/px.
+    pixel_size_range_nm : (float, float)
+        The model's documented range (nm/px).
+
+    Returns
+    -------
+    ResamplingPlan
+        Inside the range (ends included): no resampling. Outside: resample to the nearest
+        end of the range.
+
+    Raises
+    ------
+    ValueError
+        The needed factor exceeds :data:`MAX_RESAMPLING_FACTOR` in either direction, the
+        resampled image would have a side below :data:`MIN_RESAMPLED_SIDE_PX` pixels, or
+        more than :data:`MAX_RESAMPLED_PIXELS` pixels. The message gives the numbers.
+    """
+    low, high = (float(v) for v in pixel_size_range_nm)
+    height, width = (int(n) for n in tuple(image_shape)[-2:])
+    plan = ResamplingPlan(
+        resample=False,
+        pixel_size_nm=float(pixel_size_nm),
+        target_pixel_size_nm=float(pixel_size_nm),
+        factor=1.0,
+        shape=(height, width),
+        reason=f"{pixel_size_nm:.4g} nm/px is inside the model's range {low:.4g}–{high:.4g} "
+        "nm/px: image used as it is",
+    )
+    if low <= pixel_size_nm <= high:
+        return plan
+    target = low if pixel_size_nm < low else high
+    factor = pixel_size_nm / target  # output pixels per input pixel
+    new_shape = (max(1, round(height * factor)), max(1, round(width * factor)))
+    advice = (
+        f"The model handles {low:.4g}–{high:.4g} nm/px; check pixel_size_nm "
+        f"({pixel_size_nm:.4g} nm/px), bin or crop the image yourself, or use a model trained "
+        "for this magnification."
+    )
+    if max(factor, 1.0 / factor) > MAX_RESAMPLING_FACTOR:
+        raise ValueError(
+            f"The image's pixel size {pixel_size_nm:.4g} nm/px needs resampling by "
+            f"{factor:.3g}× to reach {target:.4g} nm/px, beyond the {MAX_RESAMPLING_FACTOR:g}× "
+            f"this function accepts (results would be unreliable). {advice}"
+        )
+    if min(new_shape) < MIN_RESAMPLED_SIDE_PX:
+        raise ValueError(
+            f"Resampling the {height}×{width} image from {pixel_size_nm:.4g} to {target:.4g} "
+            f"nm/px would leave {new_shape[0]}×{new_shape[1]} pixels, fewer than "
+            f"{MIN_RESAMPLED_SIDE_PX} px per side: too little to segment. {advice}"
+        )
+    if new_shape[0] * new_shape[1] > MAX_RESAMPLED_PIXELS:
+        raise ValueError(
+            f"Resampling the {height}×{width} image from {pixel_size_nm:.4g} to {target:.4g} "
+            f"nm/px would give {new_shape[0]}×{new_shape[1]} pixels (more than "
+            f"{MAX_RESAMPLED_PIXELS} px); crop the image into parts first. {advice}"
+        )
+    plan.update(
+        resample=True,
+        target_pixel_size_nm=float(target),
+        factor=float(factor),
+        reason=f"{pixel_size_nm:.4g} nm/px is outside the model's range {low:.4g}–{high:.4g} "
+        f"nm/px: resampled by {factor:.4g}× to {target:.4g} nm/px for the prediction, "
+        "probability and labels mapped back to the original grid",
+    )
+    return plan
+
+
+def map_to_grid(
+    array: np.ndarray, zoom: float, shape: tuple[int, int], *, is_label: bool
+) -> np.ndarray:
+    """Map an array on the resampled grid back onto the original grid of ``shape``.
+
+    ``zoom`` is the resampled/original pixel ratio used by
+    :func:`etem_helpers.data.resample_to_pixel_size` (both axes); original pixel centre j
+    sits at resampled coordinate ``(j + 0.5) * zoom - 0.5``. Labels use nearest neighbour,
+    probabilities linear interpolation (low-pass filtered first when shrinking).
+    """
+    matrix = np.full(2, zoom)
+    offset = np.full(2, 0.5 * zoom - 0.5)
+    if is_label:
+        return ndi.affine_transform(
+            array, matrix, offset=offset, output_shape=shape, order=0, mode="nearest"
+        )
+    data = array.astype(np.float32, copy=False)
+    if zoom > 1.0:
+        data = ndi.gaussian_filter(data, sigma=(zoom - 1.0) / 2.0, mode="reflect")
+    out = ndi.affine_transform(
+        data, matrix, offset=offset, output_shape=shape, order=1, mode="nearest",
+        output=np.float32,
+    )
+    return np.clip(out, 0.0, 1.0, out=out)

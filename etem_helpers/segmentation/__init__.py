@@ -1,0 +1,30 @@
+"""U-Net segmentation: presets and loss, checkpoints, tiled prediction, instances, post-processing.
+
+The training data (:mod:`.data`) and training loop (:mod:`.train`) are submodules of their own;
+they import PyTorch when imported.
+"""
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .instances import filter_instances, labels_to_targets, split_instances, split_instances_blocked
+from .model import PRESETS, build_unet, dice_bce_loss
+from .postprocess import DEFAULT_POSTPROCESS, postprocess_settings, probabilities_to_instances
+from .predict import fuse_for_inference, inference_tile_shape, predict_probabilities
+
+__all__ = [
+    "DEFAULT_POSTPROCESS",
+    "PRESETS",
+    "CheckpointError",
+    "build_unet",
+    "dice_bce_loss",
+    "filter_instances",
+    "fuse_for_inference",
+    "inference_tile_shape",
+    "labels_to_targets",
+    "load_checkpoint",
+    "postprocess_settings",
+    "predict_probabilities",
+    "probabilities_to_instances",
+    "save_checkpoint",
+    "split_instances",
+    "split_instances_blocked",
+]
