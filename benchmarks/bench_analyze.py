@@ -169,7 +169,6 @@ def main(argv=None) -> None:
         parser.error("--repeats must be >= 1")
 
     import torch
-
     from etem_helpers.analysis import DEFAULT_MODEL_PATH
 
     if args.threads:

@@ -290,7 +290,7 @@ def strip_notebook(path: str | Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m etem_helpers.course", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="etem course", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute every notebook in order with papermill")
     run.add_argument("--profile", default="quick", help="smoke, quick, full or auto (default quick)")

@@ -6,12 +6,17 @@ A dataset folder is what :func:`etem_helpers.simulate.generate_dataset` writes (
 """
 
 from .card import dataset_card, plot_dataset_card, save_dataset_card
-from .folders import read_manifest, read_particles
+from .ensure import DatasetStatus, ensure_dataset
+from .folders import iter_samples, read_labels, read_manifest, read_particles
 from .splits import SPLIT_NAMES, assign_split_column, split_by_micrograph
 
 __all__ = [
     "SPLIT_NAMES",
+    "DatasetStatus",
     "assign_split_column",
+    "ensure_dataset",
+    "iter_samples",
+    "read_labels",
     "dataset_card",
     "plot_dataset_card",
     "read_manifest",

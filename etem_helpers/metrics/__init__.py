@@ -17,7 +17,14 @@ from .visibility import ROSE_THRESHOLD, particle_visibility, visible_instance_sc
 
 __all__ = [
     "ROSE_THRESHOLD",
+    "Evaluation",
     "MatchResult",
+    "detection_scores",
+    "evaluate",
+    "pool_scores",
+    "recall_by_snr",
+    "score_image",
+    "visibility_of",
     "dice_coefficient",
     "instance_scores",
     "iou_score",

@@ -151,10 +151,31 @@ def match_instances(pred_labels, true_labels, *, iou_threshold=0.5) -> MatchResu
     )
 
 
-def _ratio(numerator: int, denominator: int, *, both_empty: bool) -> float:
-    if denominator == 0:
-        return 1.0 if both_empty else 0.0
-    return numerator / denominator
+def detection_scores(tp: int, fp: int, fn: int) -> dict[str, float]:
+    """Precision, recall and F1 from true-positive, false-positive and false-negative counts.
+
+    The one place these ratios are computed (per image, pooled over images, during tuning).
+
+    Parameters
+    ----------
+    tp, fp, fn : int
+        Matched pairs, unmatched predictions, unmatched true particles.
+
+    Returns
+    -------
+    dict
+        ``precision = tp / (tp + fp)``, ``recall = tp / (tp + fn)``,
+        ``f1 = 2 tp / (2 tp + fp + fn)``. With no particle at all (all counts 0) every score
+        is 1.0 (a perfect empty prediction); otherwise a zero denominator gives 0.0.
+    """
+    tp, fp, fn = int(tp), int(fp), int(fn)
+    if tp + fp + fn == 0:
+        return {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    return {
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
+        "recall": tp / (tp + fn) if tp + fn else 0.0,
+        "f1": 2 * tp / (2 * tp + fp + fn),
+    }
 
 
 def instance_scores(pred_labels, true_labels, *, iou_threshold=0.5) -> dict:
@@ -187,15 +208,8 @@ def instance_scores(pred_labels, true_labels, *, iou_threshold=0.5) -> dict:
         mean_iou = float(match.ious.mean())
     else:
         mean_iou = 1.0 if both_empty else float("nan")
-    return {
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-        "precision": _ratio(tp, tp + fp, both_empty=both_empty),
-        "recall": _ratio(tp, tp + fn, both_empty=both_empty),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn, both_empty=both_empty),
-        "mean_matched_iou": mean_iou,
-    }
+    return {"tp": tp, "fp": fp, "fn": fn, **detection_scores(tp, fp, fn),
+            "mean_matched_iou": mean_iou}
 
 
 _ERROR_QUANTITIES = ("diameter_nm", "aspect_ratio", "roundness")

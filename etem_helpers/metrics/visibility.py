@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from etem_helpers.metrics.matching import MatchResult, _ratio, match_instances
+from etem_helpers.metrics.matching import MatchResult, detection_scores, match_instances
 
 #: Rose (1948): an object is reliably seen when its contrast is at least about five times
 #: the noise of a background region of the same size.
@@ -128,15 +128,12 @@ def visible_instance_scores(
     tp = int(matched_visible.sum())
     fp = int(match.unmatched_pred_ids.size)
     fn = int(missed_visible.sum())
-    both_empty = tp + fp + fn == 0
     return {
         "tp": tp,
         "fp": fp,
         "fn": fn,
         "ignored": int((~matched_visible).sum()),
         "n_invisible": int((~matched_visible).sum() + (~missed_visible).sum()),
-        "precision": _ratio(tp, tp + fp, both_empty=both_empty),
-        "recall": _ratio(tp, tp + fn, both_empty=both_empty),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn, both_empty=both_empty),
+        **detection_scores(tp, fp, fn),
     }
 

@@ -17,6 +17,7 @@ from etem_helpers.io import (
     EmptyImageError,
     InvalidPixelSizeError,
     InvalidPixelValuesError,
+    Micrograph,
     NotAnImageError,
     read_micrograph,
     validate_pixel_size,
@@ -109,9 +110,10 @@ def read_input(image, pixel_size_nm: float | None = None) -> tuple[np.ndarray, f
 
     Parameters
     ----------
-    image : numpy.ndarray or str or path-like
-        A 2-D real array, or the path of a micrograph file (read with
-        :func:`etem_helpers.io.read_micrograph`; its calibration is used).
+    image : numpy.ndarray or str or path-like or etem_helpers.io.Micrograph
+        A 2-D real array, the path of a micrograph file (read with
+        :func:`etem_helpers.io.read_micrograph`; its calibration is used), or what that
+        function returned.
     pixel_size_nm : float, optional
         nm per pixel. Required for an array (1 nm/px is never assumed); overrides a file's.
 
@@ -125,7 +127,7 @@ def read_input(image, pixel_size_nm: float | None = None) -> tuple[np.ndarray, f
     file_info : dict
         ``path`` and ``format`` for a file, empty for an array.
     """
-    if not isinstance(image, str | os.PathLike):
+    if not isinstance(image, str | os.PathLike | Micrograph):
         if pixel_size_nm is None:
             raise InvalidPixelSizeError(
                 "pixel_size_nm is required when image is an array: pass pixel_size_nm=<nm per "
@@ -134,6 +136,11 @@ def read_input(image, pixel_size_nm: float | None = None) -> tuple[np.ndarray, f
             )
         pixel_size_nm = validate_pixel_size(pixel_size_nm, argument="pixel_size_nm")
         return check_image(image), pixel_size_nm, "argument", {}
+    if isinstance(image, Micrograph):
+        micrograph = image if pixel_size_nm is None else image._replace(
+            pixel_size_nm=validate_pixel_size(pixel_size_nm, argument="pixel_size_nm"),
+            metadata={**image.metadata, "pixel_size_source": "argument"})
+        return _from_micrograph(micrograph)
     try:
         micrograph = read_micrograph(image, pixel_size_nm=pixel_size_nm)
     except NotAnImageError as error:
@@ -144,6 +151,10 @@ def read_input(image, pixel_size_nm: float | None = None) -> tuple[np.ndarray, f
             "etem_helpers.io.read_micrograph(path, frame=...) and pass its image and "
             "pixel_size_nm."
         ) from error
+    return _from_micrograph(micrograph)
+
+
+def _from_micrograph(micrograph: Micrograph) -> tuple[np.ndarray, float, str, dict]:
     source = str(micrograph.metadata["pixel_size_source"])
     if source != "argument" and not source.startswith("file"):
         source = f"file:{source}"

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from etem_helpers.datasets.folders import read_manifest
+from etem_helpers.datasets.folders import read_labels, read_manifest
 from etem_helpers.io import read_micrograph
 from etem_helpers.preprocess.normalize import normalize_image
 from etem_helpers.preprocess.resample import resample_to_pixel_size
@@ -130,11 +130,6 @@ class TileItem:
     y: int | None = None
     x: int | None = None
 
-
-def _read_labels(path: Path) -> np.ndarray:
-    import tifffile
-
-    return np.asarray(tifffile.imread(path))
 
 
 class SegmentationDataset(_TorchDataset):
@@ -280,7 +275,7 @@ class SegmentationDataset(_TorchDataset):
         labels_path = self.dataset_dir / str(row["labels_path"])
         image, pixel_size_nm, _ = read_micrograph(image_path, require_calibration=False)
         image = np.asarray(image)
-        labels = _read_labels(labels_path)
+        labels = read_labels(labels_path)
         if image.shape != labels.shape:
             raise ValueError(
                 f"{image_path} has shape {image.shape} but {labels_path} has {labels.shape}; "

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from etem_helpers.measure import uses_blocks
-from etem_helpers.metrics.matching import instance_scores
+from etem_helpers.metrics.evaluate import score_image
+from etem_helpers.metrics.matching import detection_scores
 from etem_helpers.segmentation.instances import (
     filter_instances,
     split_instances,
@@ -168,16 +169,13 @@ def score_postprocess(
     settings = postprocess_settings(None, **settings)
     split_key = tuple(settings[k] for k in _SPLIT_KEYS)
     cache = {} if _split_cache is None else _split_cache
-    tp = fp = fn = 0
+    records = []
     for index, (prob, truth) in enumerate(zip(probabilities, true_labels, strict=True)):
         if (index, split_key) not in cache:
             cache[index, split_key] = _split(prob[0], prob[1], settings)
-        scores = instance_scores(_filter(cache[index, split_key], prob[0], settings), truth)
-        tp, fp, fn = tp + scores["tp"], fp + scores["fp"], fn + scores["fn"]
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
-    return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
+        records.append(score_image(_filter(cache[index, split_key], prob[0], settings), truth))
+    counts = {k: sum(r[k] for r in records) for k in ("tp", "fp", "fn")}
+    return {**counts, **detection_scores(**counts)}
 
 
 def tune_postprocess(

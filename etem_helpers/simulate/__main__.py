@@ -15,7 +15,7 @@ from .dataset import generate_dataset
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m etem_helpers.simulate",
+        prog="etem simulate",
         description="Simulate (E-)TEM/HRTEM micrographs with exact ground truth and write them as a dataset.",
     )
     parser.add_argument("--n-images", type=int, required=True, help="number of micrographs")
