@@ -7,12 +7,14 @@ and shape of matched particles.
 
 from .matching import (
     MatchResult,
+    detection_scores,
     instance_scores,
     match_instances,
     matched_errors,
     summarize_errors,
 )
 from .pixel import dice_coefficient, iou_score
+from .scoring import Evaluation, evaluate, pool_scores, recall_by_snr, score_image, visibility_of
 from .visibility import ROSE_THRESHOLD, particle_visibility, visible_instance_scores
 
 __all__ = [

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from etem_helpers.measure import uses_blocks
-from etem_helpers.metrics.evaluate import score_image
 from etem_helpers.metrics.matching import detection_scores
+from etem_helpers.metrics.scoring import score_image
 from etem_helpers.segmentation.instances import (
     filter_instances,
     split_instances,
