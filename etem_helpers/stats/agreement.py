@@ -142,6 +142,17 @@ def _loa_ci(bias, sd, n, z, confidence, ci_method):
     return (low - t * se, low + t * se), (high - t * se, high + t * se)
 
 
+def _proportional_bias(means, d, confidence) -> tuple[float, tuple[float, float], float]:
+    """OLS slope of the differences on the means, its t interval and p-value."""
+    nan = float("nan")
+    if np.ptp(means) == 0:  # all pairs of one size: no slope to estimate
+        return nan, (nan, nan), nan
+    reg = _sps.linregress(means, d)
+    t = _sps.t.ppf(1 - (1 - confidence) / 2, df=means.size - 2)
+    ci = (float(reg.slope - t * reg.stderr), float(reg.slope + t * reg.stderr))
+    return float(reg.slope), ci, float(reg.pvalue)
+
+
 def bland_altman(
     measured,
     reference,
@@ -190,8 +201,7 @@ def bland_altman(
     t = _sps.t.ppf(1 - (1 - confidence) / 2, df=n - 1)
     half = t * sd / np.sqrt(n)
     low_ci, high_ci = _loa_ci(bias, sd, n, float(z), confidence, ci_method)
-    reg = _sps.linregress(means, d)
-    t2 = _sps.t.ppf(1 - (1 - confidence) / 2, df=n - 2)
+    slope, slope_ci, slope_p = _proportional_bias(means, d, confidence)
     return BlandAltmanResult(
         n=n,
         bias=bias,
@@ -205,12 +215,9 @@ def bland_altman(
         confidence=confidence,
         ci_method=ci_method,
         relative=bool(relative),
-        proportional_slope=float(reg.slope),
-        proportional_slope_ci=(
-            float(reg.slope - t2 * reg.stderr),
-            float(reg.slope + t2 * reg.stderr),
-        ),
-        proportional_pvalue=float(reg.pvalue),
+        proportional_slope=slope,
+        proportional_slope_ci=slope_ci,
+        proportional_pvalue=slope_p,
         means=means,
         differences=d,
     )
