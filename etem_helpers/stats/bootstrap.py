@@ -236,7 +236,8 @@ class DetectionScores:
         from the counts summed over images (micro-average), with cluster-bootstrap
         intervals.
     tp, fp, fn : int
-        Totals over all images.
+        Totals over all images (each interval's ``n`` is ``tp + fp + fn``, the
+        number of instances counted).
     n_images : int
         Number of images.
     """

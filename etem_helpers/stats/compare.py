@@ -296,12 +296,10 @@ def _claim_folder(out: Path, names: list[str]) -> dict:
 
 
 def _plot_bland_altman(ba, method, quantity, path):
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    fig = Figure(figsize=(5.5, 4.0))
+    ax = fig.subplots()
     ax.scatter(ba.means, ba.differences, s=8, alpha=0.5, color="tab:blue")
     for value, ci, style in ((ba.bias, ba.bias_ci, "-"), (ba.loa_low, ba.loa_low_ci, "--"),
                              (ba.loa_high, ba.loa_high_ci, "--")):
@@ -314,19 +312,16 @@ def _plot_bland_altman(ba, method, quantity, path):
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _plot_forest(summary, path):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
     panels = [("detection", summary[summary["unit"] == ""]),
               ("size error", summary[(summary["unit"] != "")
                                      & summary["metric"].isin(["bias", "mae", "rmse"])])]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.35 * max(len(p) for _, p in panels) + 1.5))
+    fig = Figure(figsize=(10, 0.35 * max(len(p) for _, p in panels) + 1.5))
+    axes = fig.subplots(1, 2)
     for ax, (title, part) in zip(axes, panels, strict=True):
         labels = [f"{m} · {k}" for m, k in zip(part["method"], part["metric"], strict=True)]
         y = np.arange(len(part))[::-1]
@@ -340,18 +335,15 @@ def _plot_forest(summary, path):
             ax.axvline(0, color="tab:red", lw=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _plot_distributions(particles, methods, quantity, path):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
     q = particles[particles["quantity"] == quantity]
     ref = q[(q["method"] == methods[0]) & q["status"].isin(["tp", "fn"])]["reference"]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     values = [ref.dropna().to_numpy()] + [
         q[(q["method"] == m) & q["status"].isin(["tp", "fp"])]["measured"].dropna().to_numpy()
         for m in methods]
@@ -365,7 +357,6 @@ def _plot_distributions(particles, methods, quantity, path):
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _markdown(summary, dist_rows, tables, quantity, confidence) -> str:
