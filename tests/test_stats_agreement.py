@@ -253,3 +253,17 @@ def test_tost_equals_two_one_sided_t_tests():
     assert res.equivalent == (-0.3 < ci.low and ci.high < 0.3)
     assert not tost(d, margin=0.05).equivalent
     assert tost(d, margin=(-1.0, 1.0)).equivalent
+
+
+def test_tost_by_image_uses_image_means():
+    """With groups, TOST runs on per-image mean differences: a shared per-image offset
+    makes the particle-level test overconfident, the image-level one is not."""
+    rng = np.random.default_rng(6)
+    images = np.repeat(np.arange(6), 50)
+    d = rng.normal(0, 0.3, 6)[images] + rng.normal(0, 0.2, images.size)
+    by_image = tost(d, margin=0.25, groups=images)
+    means = np.array([d[images == k].mean() for k in range(6)])
+    assert by_image.n == 6
+    assert by_image.pvalue == pytest.approx(tost(means, margin=0.25).pvalue)
+    assert tost(d, margin=0.25).ci_high - tost(d, margin=0.25).ci_low < (
+        by_image.ci_high - by_image.ci_low)

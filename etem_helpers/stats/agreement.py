@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import stats as _sps
 
 __all__ = [
@@ -460,7 +461,17 @@ class TostResult:
     n: int
 
 
-def tost(measured, reference=None, *, margin, alpha: float = 0.05) -> TostResult:
+def _group_means(d, groups) -> np.ndarray:
+    """Mean difference of each group (image), groups in sorted order."""
+    g = np.asarray(groups).ravel()
+    if g.size != d.size:
+        raise ValueError(f"groups has {g.size} entries for {d.size} differences.")
+    keep = np.isfinite(d)
+    frame = pd.DataFrame({"d": d[keep], "g": g[keep]})
+    return frame.groupby("g", sort=True)["d"].mean().to_numpy()
+
+
+def tost(measured, reference=None, *, margin, alpha: float = 0.05, groups=None) -> TostResult:
     """Equivalence test (Schuirmann's two one-sided t-tests) of a mean difference.
 
     Parameters
@@ -473,6 +484,10 @@ def tost(measured, reference=None, *, margin, alpha: float = 0.05) -> TostResult
         uncertainty of the reference).
     alpha : float, optional
         Level of each one-sided test. Default 0.05 (a 90 % interval).
+    groups : array_like, optional
+        The image of each pair. If given, the test runs on the per-image mean
+        differences (``n`` = number of images, each image weighted equally), so that
+        particles of one image are not counted as independent evidence.
 
     Returns
     -------
@@ -487,10 +502,13 @@ def tost(measured, reference=None, *, margin, alpha: float = 0.05) -> TostResult
         raise ValueError(f"margin must give low < high, got ({low}, {high}).")
     if reference is None:
         d = np.asarray(measured, dtype=np.float64).ravel()
-        d = d[np.isfinite(d)]
     else:
-        m, r = _paired_arrays(measured, reference, names=("measured", "reference"), min_n=2)
+        m = np.asarray(measured, dtype=np.float64).ravel()
+        r = np.asarray(reference, dtype=np.float64).ravel()
+        if m.shape != r.shape:
+            raise ValueError(f"measured has {m.size} values but reference has {r.size}.")
         d = m - r
+    d = _group_means(d, groups) if groups is not None else d[np.isfinite(d)]
     n = d.size
     if n < 2:
         raise ValueError(f"need at least 2 differences, got {n}.")
