@@ -267,3 +267,16 @@ def test_tost_by_image_uses_image_means():
     assert by_image.pvalue == pytest.approx(tost(means, margin=0.25).pvalue)
     assert tost(d, margin=0.25).ci_high - tost(d, margin=0.25).ci_low < (
         by_image.ci_high - by_image.ci_low)
+
+
+def test_passing_bablok_linearity_test_is_calibrated_under_the_null():
+    """No printed cusum example was found; checked by simulation instead: on linear data
+    (errors in both methods) the cusum test rejects at the 5 % level in at most about 5 %
+    of studies (observed 3 % in 300 runs while developing; 150 runs here)."""
+    rng = np.random.default_rng(0)
+    pvalues = []
+    for _ in range(150):
+        t = rng.uniform(1, 10, 60)
+        x, y = t + rng.normal(0, 0.3, 60), 1.1 * t + rng.normal(0, 0.3, 60)
+        pvalues.append(passing_bablok(x, y).linearity_pvalue)
+    assert np.mean(np.array(pvalues) < 0.05) <= 0.09
