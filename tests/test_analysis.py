@@ -9,10 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy import ndimage as ndi
-
-import etem_helpers
-from etem_helpers import analysis
 from etem_helpers.analysis import (
     analyze,
     clear_model_cache,
@@ -24,6 +20,11 @@ from etem_helpers.analysis import (
 )
 from etem_helpers.data import normalize_image
 from etem_helpers.instances import split_instances
+from etem_helpers.segment import CheckpointError, build_unet, save_checkpoint
+from scipy import ndimage as ndi
+
+import etem_helpers
+from etem_helpers import analysis
 from etem_helpers.io import (
     EmptyImageError,
     InvalidPixelSizeError,
@@ -32,7 +33,6 @@ from etem_helpers.io import (
     write_micrograph,
 )
 from etem_helpers.measure import measure_particles
-from etem_helpers.segment import CheckpointError, build_unet, save_checkpoint
 
 NORMALIZATION = {"method": "percentile", "low_percentile": 0.5, "high_percentile": 99.5}
 RANGE_NM = (0.3, 0.8)

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from etem_helpers.instances import labels_to_targets, split_instances
 
 

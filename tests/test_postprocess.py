@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from etem_helpers.instances import filter_instances
 from etem_helpers.postprocess import (
     DEFAULT_POSTPROCESS,

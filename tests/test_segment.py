@@ -3,8 +3,6 @@
 import numpy as np
 import pytest
 import torch
-
-from etem_helpers import segment
 from etem_helpers.segment import (
     PRESETS,
     CheckpointError,
@@ -14,6 +12,8 @@ from etem_helpers.segment import (
     predict_probabilities,
     save_checkpoint,
 )
+
+from etem_helpers import segment
 
 META = dict(
     preset="tiny",

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from etem_helpers.stats import cluster_bootstrap, detection_scores
+from etem_helpers.stats import cluster_bootstrap, detection_intervals
 
 
 def _mean(t):
@@ -53,7 +53,7 @@ def _simulate_counts(rng, n_images):
 
 def test_detection_scores_point_values_and_coverage():
     counts = pd.DataFrame({"tp": [8, 5, 0], "fp": [1, 0, 2], "fn": [2, 1, 0]})
-    res = detection_scores(counts, n_resamples=200)
+    res = detection_intervals(counts, n_resamples=200)
     assert (res.tp, res.fp, res.fn, res.n_images) == (13, 3, 3, 3)
     assert res.precision.estimate == pytest.approx(13 / 16)
     assert res.recall.estimate == pytest.approx(13 / 16)
@@ -62,18 +62,18 @@ def test_detection_scores_point_values_and_coverage():
     true_f1 = 2 * 16 / (2 * 16 + 2 + 4)
     rng = np.random.default_rng(5)
     hits = sum(
-        detection_scores(_simulate_counts(rng, 30), n_resamples=1000,
+        detection_intervals(_simulate_counts(rng, 30), n_resamples=1000,
                          seed=int(rng.integers(1 << 31))).f1.contains(true_f1)
         for _ in range(200)
     )
     assert 0.88 <= hits / 200 <= 0.99
     with pytest.raises(ValueError, match="fn"):
-        detection_scores(counts.drop(columns="fn"))
+        detection_intervals(counts.drop(columns="fn"))
 
 
 def test_detection_scores_bca_runs_and_brackets_estimate():
     counts = _simulate_counts(np.random.default_rng(6), 25)
-    res = detection_scores(counts, n_resamples=1000, method="bca", seed=0)
+    res = detection_intervals(counts, n_resamples=1000, method="bca", seed=0)
     for iv in (res.precision, res.recall, res.f1):
         assert iv.ci_low <= iv.estimate <= iv.ci_high
         assert iv.method == "bca"

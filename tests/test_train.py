@@ -6,12 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
-
 from etem_helpers.instances import labels_to_targets
 from etem_helpers.postprocess import DEFAULT_POSTPROCESS
 from etem_helpers.segment import build_unet, load_checkpoint, predict_probabilities, save_checkpoint
 from etem_helpers.train import evaluate_segmentation, load_config, main, train_segmentation
+from torch.utils.data import DataLoader, TensorDataset
 
 SIZE = 64
 
@@ -246,8 +245,9 @@ def test_float16_weights_halve_the_checkpoint_and_load_as_float32(tmp_path, caps
 
 
 def test_a_dataset_from_another_simulator_revision_is_not_reused(tmp_path):
-    from etem_helpers.simulate import SIMULATOR_REVISION
     from etem_helpers.train import _prepare_dataset
+
+    from etem_helpers.simulate import SIMULATOR_REVISION
 
     out = _write_fake_dataset(tmp_path / "sim")
     settings = {"n_images": 4, "regime": "lowmag", "image_size_px": 96}

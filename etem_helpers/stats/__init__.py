@@ -2,7 +2,7 @@
 
 Notes for notebook 06: what each statistic answers, and what it does not.
 
-* **Detection scores with intervals** (:func:`detection_scores`): precision, recall and F1
+* **Detection scores with intervals** (:func:`detection_intervals`): precision, recall and F1
   pooled over images, with an image-level bootstrap interval. Particles in one image
   share focus, dose and background, so the image is the independent unit; treating
   particles as independent gives intervals that are too narrow. Does not say whether the
@@ -50,7 +50,7 @@ from .bootstrap import (
     Interval,
     bootstrap_interval,
     cluster_bootstrap,
-    detection_scores,
+    detection_intervals,
 )
 from .budget import uncertainty_budget
 from .compare import (
@@ -94,7 +94,7 @@ __all__ = [
     "cluster_bootstrap",
     "compare_methods",
     "deming",
-    "detection_scores",
+    "detection_intervals",
     "holm",
     "ks_two_sample",
     "paired_t_test",

@@ -27,7 +27,7 @@ __all__ = [
     "DetectionScores",
     "cluster_bootstrap",
     "bootstrap_interval",
-    "detection_scores",
+    "detection_intervals",
 ]
 
 _METHODS = ("percentile", "bca")
@@ -261,7 +261,7 @@ def _scores_from_counts(tp, fp, fn):
     return precision, recall, f1
 
 
-def detection_scores(
+def detection_intervals(
     counts: pd.DataFrame,
     *,
     n_resamples: int = 2000,

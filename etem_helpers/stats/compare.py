@@ -23,7 +23,7 @@ from etem_helpers.measure import measure_particles
 from etem_helpers.metrics import match_instances
 
 from .agreement import bland_altman
-from .bootstrap import cluster_bootstrap, detection_scores
+from .bootstrap import cluster_bootstrap, detection_intervals
 from .distributions import ks_two_sample, wasserstein_nm
 
 __all__ = [
@@ -234,7 +234,7 @@ def summarize_comparison(
     rows = []
     for method in tables.methods:
         det = tables.detections[tables.detections["method"] == method]
-        scores = detection_scores(det, n_resamples=n_resamples, confidence=confidence,
+        scores = detection_intervals(det, n_resamples=n_resamples, confidence=confidence,
                                   seed=seed)
         for name in ("precision", "recall", "f1"):
             rows.append(_row(method, name, "", getattr(scores, name)))
