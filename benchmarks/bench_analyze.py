@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_analyze.py [--model PATH] [--repeats 7] [--skip-large]
-                                       [--large-size 8192] [--threads N]
+                                       [--large-size 8192] [--threads N] [--against SRC]
 
 1. A 1024 × 1024 simulated low-magnification micrograph (``sample_params(default_rng(3),
    "lowmag", 1024)``, seed 0; with simulator revision 2: 80 particles at 0.28 nm/px; the
@@ -69,18 +69,13 @@ def mosaic(tiles: list[np.ndarray], size_px: int) -> np.ndarray:
 
 def random_light_checkpoint(folder: Path) -> Path:
     """A light-preset checkpoint with random weights (same architecture as the default)."""
-    from etem_helpers.segment import build_unet, save_checkpoint
+    from etem_helpers.preprocess import Normalization
+    from etem_helpers.segmentation import ModelCard, build_unet, save_checkpoint
 
-    return save_checkpoint(
-        folder / "light_random.pt",
-        build_unet("light", seed=0),
-        preset="light",
-        normalization={"method": "percentile", "low_percentile": 0.5, "high_percentile": 99.5},
-        pixel_size_nm=0.3,
-        pixel_size_range_nm=(0.02, 1.0),
-        tile_px=256,
-        overwrite=True,
-    )
+    card = ModelCard(preset="light", normalization=Normalization(), pixel_size_nm=0.3,
+                     pixel_size_range_nm=(0.02, 1.0), tile_px=256)
+    return save_checkpoint(folder / "light_random.pt", build_unet("light", seed=0), card,
+                           overwrite=True)
 
 
 def time_analyze(image, pixel_size_nm, model, repeats: int) -> dict:
@@ -157,6 +152,48 @@ def run_large(size_px: int, tiles: list[np.ndarray], pixel_size_nm: float, model
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def timing_child(image_path: str, pixel_size_nm: float, model: str, repeats: int) -> None:
+    """Run in a subprocess (PYTHONPATH = the tree to time): print the analyze() seconds."""
+    from etem_helpers import analyze
+
+    image = np.load(image_path)
+    analyze(image, pixel_size_nm, model=model, device="cpu")  # warm-up
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        analyze(image, pixel_size_nm, model=model, device="cpu")
+        seconds.append(time.perf_counter() - start)
+    print(json.dumps(seconds))
+
+
+def time_against(baseline_src: Path, image, pixel_size_nm: float, model: str, *,
+                 rounds: int = 4, repeats: int = 5) -> dict:
+    """analyze() seconds of this tree and of ``baseline_src``, interleaved, and their ratio.
+
+    Each round runs both trees in fresh subprocesses (``PYTHONPATH`` set to each tree), one
+    after the other, so that a change of machine load affects both alike.
+    """
+    here = Path(__file__).resolve().parents[1]
+    trees = {"this": here, "baseline": Path(baseline_src).resolve()}
+    times: dict[str, list[float]] = {name: [] for name in trees}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "image.npy"
+        np.save(path, image)
+        for _ in range(rounds):
+            for name, tree in trees.items():
+                env = {**os.environ, "PYTHONPATH": str(tree)}
+                command = [sys.executable, __file__, "--time-child", str(path),
+                           str(pixel_size_nm), model, str(repeats)]
+                done = subprocess.run(command, capture_output=True, text=True, env=env,
+                                      cwd=tree, check=False)
+                if done.returncode != 0:
+                    raise RuntimeError(f"timing {tree} failed:\n{done.stderr[-2000:]}")
+                times[name] += json.loads(done.stdout.strip().splitlines()[-1])
+    medians = {name: statistics.median(v) for name, v in times.items()}
+    return {"median_s": medians, "ratio": medians["this"] / medians["baseline"],
+            "n_each": len(times["this"])}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="checkpoint (default: the shipped one)")
@@ -164,12 +201,17 @@ def main(argv=None) -> None:
     parser.add_argument("--large-size", type=int, default=8192, help="side of the large image")
     parser.add_argument("--skip-large", action="store_true", help="only the 1024² benchmark")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--against", default=None, metavar="SRC",
+                        help="also time the 1024² call with the package in another source tree "
+                        "(e.g. a git worktree of an older commit), interleaved, and print the "
+                        "ratio this / that")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
 
     import torch
-    from etem_helpers.analysis import DEFAULT_MODEL_PATH
+
+    from etem_helpers.pipeline.analyzer import DEFAULT_MODEL_PATH
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -198,6 +240,11 @@ def main(argv=None) -> None:
         print("median seconds per stage: " + ", ".join(
             f"{k} {v:.3f}" for k, v in small["stages_median_s"].items()))
 
+        if args.against:
+            ratio = time_against(Path(args.against), image, pixel_size_nm, model)
+            print(f"\nthis tree vs {args.against}: median {ratio['median_s']['this']:.3f} s vs "
+                  f"{ratio['median_s']['baseline']:.3f} s, ratio {ratio['ratio']:.3f} "
+                  f"({ratio['n_each']} interleaved calls each)")
         if not args.skip_large:
             others = [simulated_lowmag(1024, seed=s)[0] for s in (1, 2, 3)]
             large = run_large(args.large_size, [image, *others], pixel_size_nm, model)
@@ -214,5 +261,7 @@ def main(argv=None) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
         child_main(sys.argv[2], float(sys.argv[3]), sys.argv[4])
+    elif len(sys.argv) == 6 and sys.argv[1] == "--time-child":
+        timing_child(sys.argv[2], float(sys.argv[3]), sys.argv[4], int(sys.argv[5]))
     else:
         main()
