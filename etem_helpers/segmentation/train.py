@@ -346,6 +346,22 @@ DEFAULT_CONFIG: Mapping[str, Any] = MappingProxyType(
 )
 
 
+def _check_config_types(config: Mapping[str, Any], origin: str) -> None:
+    """Each setting has the type of its default (None allowed where the default is None)."""
+    for key, default in DEFAULT_CONFIG.items():
+        value = config[key]
+        if value is None or default is None:
+            continue
+        expected = (int, float) if isinstance(default, float) else type(default)
+        if isinstance(default, list):
+            expected = (list, tuple)
+        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, expected):
+            raise ValueError(
+                f"'{key}' in {origin} is {value!r} ({type(value).__name__}); it must be like the "
+                f"default {default!r} ({type(default).__name__})."
+            )
+
+
 def load_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """Read a training configuration (JSON file or dict) and fill in the defaults.
 
@@ -384,6 +400,7 @@ def load_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
             f"{origin} must give exactly one of 'dataset_dir' (an existing dataset) or "
             "'simulate' (settings for etem_helpers.simulate.generate_dataset)."
         )
+    _check_config_types(config, origin)
     if config["weights_dtype"] not in _WEIGHTS_DTYPES:
         raise ValueError(
             f"weights_dtype={config['weights_dtype']!r} in {origin} is not known; use "
