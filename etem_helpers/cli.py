@@ -1,4 +1,4 @@
-"""The ``etem`` command (also ``python -m etem_helpers``): simulate | train | analyze | course.
+"""The ``etem`` command (``python -m etem_helpers``): simulate | train | finetune | analyze | course.
 
 Each sub-command is the command-line face of one package function; ``etem <command> --help``
 lists its options. A user error (a missing file, a bad value, an output that exists) ends the
@@ -21,6 +21,7 @@ COMMANDS = {
     "simulate": "simulate micrographs with exact ground truth into a dataset folder",
     "train": "train the segmentation U-Net from a JSON configuration",
     "analyze": "find and measure the particles of micrograph files (CSV + overlay PNG each)",
+    "finetune": "adapt the segmentation model to a few of your own annotated micrographs",
     "course": "run, strip or check the course notebooks",
 }
 
@@ -123,6 +124,8 @@ def _command(name: str) -> Callable[[Sequence[str] | None], int]:
         from etem_helpers.simulate.__main__ import main
     elif name == "train":
         from etem_helpers.segmentation.train import main
+    elif name == "finetune":
+        from etem_helpers.segmentation.finetune import main
     elif name == "course":
         from etem_helpers.course import main
     else:
