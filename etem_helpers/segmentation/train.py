@@ -1,8 +1,12 @@
 """Training loop for the particle-segmentation U-Net, and a command-line entry point.
 
 From Python (e.g. a notebook)::
-    model = segment.build_unet("light", seed=0)
-    history = train.train_segmentation(model, train_loader, val_loader, epochs=20)
+
+    from etem_helpers.segmentation import build_unet
+    from etem_helpers.segmentation.train import train_segmentation
+
+    model = build_unet("light", seed=0)
+    history = train_segmentation(model, train_loader, val_loader, epochs=20)
 
 From a shell::
 
@@ -88,7 +92,7 @@ def evaluate_segmentation(
     device : str or torch.device
         Where to compute.
     loss_kwargs : dict, optional
-        Keyword arguments of :func:`etem_helpers.segment.dice_bce_loss`.
+        Keyword arguments of :func:`etem_helpers.segmentation.dice_bce_loss`.
     threshold : float
         Probability threshold (0–1) for the hard foreground mask of the Dice score.
 
@@ -158,10 +162,10 @@ def train_segmentation(
     Parameters
     ----------
     model : torch.nn.Module
-        Network from :func:`etem_helpers.segment.build_unet` (trained in place).
+        Network from :func:`etem_helpers.segmentation.build_unet` (trained in place).
     train_loader : torch.utils.data.DataLoader
         Batches ``(images (B, 1, H, W), targets (B, 2, H, W))``. If its dataset has
-        ``set_epoch(epoch)`` (as :class:`etem_helpers.data.SegmentationDataset`), it is called
+        ``set_epoch(epoch)`` (as :class:`etem_helpers.segmentation.data.SegmentationDataset`), it is called
         before every epoch so that random crops change between epochs.
     val_loader : torch.utils.data.DataLoader, optional
         Validation batches; the best epoch is the one with the lowest validation loss. Without
@@ -184,7 +188,7 @@ def train_segmentation(
         Mixed precision (float16 autocast with gradient scaling), CUDA only. ``"auto"`` enables
         it on CUDA devices.
     loss_kwargs : dict, optional
-        Keyword arguments of :func:`etem_helpers.segment.dice_bce_loss`.
+        Keyword arguments of :func:`etem_helpers.segmentation.dice_bce_loss`.
     progress : bool
         Show a tqdm progress bar over epochs.
     callback : callable, optional
@@ -451,10 +455,10 @@ def tune_on_validation(
     Returns
     -------
     settings : dict
-        See :func:`etem_helpers.postprocess.tune_postprocess`.
+        See :func:`etem_helpers.segmentation.postprocess.tune_postprocess`.
     scores : dict
         Validation ``tp``, ``fp``, ``fn``, ``precision``, ``recall``, ``f1`` with the chosen
-        settings and with :data:`etem_helpers.postprocess.DEFAULT_POSTPROCESS`
+        settings and with :data:`etem_helpers.segmentation.DEFAULT_POSTPROCESS`
         (``default_f1``), and ``n_images``.
     """
     import numpy as np
@@ -517,10 +521,10 @@ def run_training(
     Notes
     -----
     With ``weights_dtype="float16"`` the weights are stored in half precision (half the file
-    size); :func:`etem_helpers.segment.load_checkpoint` copies them into a float32 model, so
+    size); :func:`etem_helpers.segmentation.load_checkpoint` copies them into a float32 model, so
     inference runs in float32 as usual.
     checkpoint_path : pathlib.Path
-        The file written by :func:`etem_helpers.segment.save_checkpoint`.
+        The file written by :func:`etem_helpers.segmentation.save_checkpoint`.
     """
     import torch
     from torch.utils.data import DataLoader
@@ -640,7 +644,7 @@ def checkpoint_dataset_split(config: Mapping[str, Any]) -> tuple[Path, dict[str,
 
     Re-simulates the dataset if its folder is gone (deterministic from the config's seed; a
     folder made by another simulator revision is refused, see :func:`_prepare_dataset`) and
-    recomputes the split with :func:`etem_helpers.data.split_by_micrograph`.
+    recomputes the split with :func:`etem_helpers.datasets.split_by_micrograph`.
 
     Parameters
     ----------

@@ -2,7 +2,7 @@
 
 Example (the committed sample in ``data/sample``)::
 
-    python -m etem_helpers.simulate --n-images 8 --image-size-px 256 --seed 2026 --out data/sample
+    etem simulate --n-images 8 --image-size-px 256 --seed 2026 --out data/sample
 """
 
 from __future__ import annotations
