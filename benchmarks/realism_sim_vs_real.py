@@ -25,7 +25,7 @@ import tempfile
 import time
 
 import numpy as np
-from etem_helpers.real_data import (
+from etem_helpers.datasets.real import (
     SINTERING_CALIBRATION_IDS,
     SINTERING_EVALUATION_IDS,
     load_sintering,

@@ -61,7 +61,7 @@ def _batch_to_device(batch, device):
     if not isinstance(batch, list | tuple) or len(batch) < 2:
         raise ValueError(
             "Each batch must be (images (B, 1, H, W), targets (B, 2, H, W)); got "
-            f"{type(batch).__name__}. Use etem_helpers.data.SegmentationDataset or a "
+            f"{type(batch).__name__}. Use etem_helpers.segmentation.data.SegmentationDataset or a "
             "TensorDataset of (image, target)."
         )
     import torch
