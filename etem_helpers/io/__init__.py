@@ -4,42 +4,7 @@
 from; a missing calibration is an error, never a silent 1 nm/px.
 """
 
-from .micrograph import (
-    SUPPORTED_EXTENSIONS,
-    WRITABLE_EXTENSIONS,
-    CorruptFileError,
-    EmptyImageError,
-    InvalidPixelSizeError,
-    InvalidPixelValuesError,
-    Micrograph,
-    MicrographError,
-    MicrographNotFoundError,
-    MissingCalibrationError,
-    MissingDependencyError,
-    NotAnImageError,
-    UnknownUnitsError,
-    UnsupportedFormatError,
-    read_micrograph,
-    validate_pixel_size,
-    write_micrograph,
-)
+from . import micrograph
+from .micrograph import *  # noqa: F403 - the public names of micrograph.py are the package's
 
-__all__ = [
-    "SUPPORTED_EXTENSIONS",
-    "WRITABLE_EXTENSIONS",
-    "CorruptFileError",
-    "EmptyImageError",
-    "InvalidPixelSizeError",
-    "InvalidPixelValuesError",
-    "Micrograph",
-    "MicrographError",
-    "MicrographNotFoundError",
-    "MissingCalibrationError",
-    "MissingDependencyError",
-    "NotAnImageError",
-    "UnknownUnitsError",
-    "UnsupportedFormatError",
-    "read_micrograph",
-    "validate_pixel_size",
-    "write_micrograph",
-]
+__all__ = list(micrograph.__all__)
