@@ -5,6 +5,7 @@ from; a missing calibration is an error, never a silent 1 nm/px.
 """
 
 from .micrograph import (
+    PLAUSIBLE_PIXEL_SIZE_NM,
     SUPPORTED_EXTENSIONS,
     WRITABLE_EXTENSIONS,
     CorruptFileError,
@@ -25,6 +26,7 @@ from .micrograph import (
 )
 
 __all__ = [
+    "PLAUSIBLE_PIXEL_SIZE_NM",
     "SUPPORTED_EXTENSIONS",
     "WRITABLE_EXTENSIONS",
     "CorruptFileError",

@@ -36,6 +36,7 @@ import json
 import math
 import numbers
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -55,6 +56,7 @@ __all__ = [
     "MissingCalibrationError",
     "MissingDependencyError",
     "NotAnImageError",
+    "PLAUSIBLE_PIXEL_SIZE_NM",
     "UnknownUnitsError",
     "UnsupportedFormatError",
     "read_micrograph",
@@ -128,6 +130,10 @@ _MRC_LABEL_LENGTH = 80
 _MRC_MAX_LABELS = 10
 _MRC_CHUNK_END = "~"
 _BT709_LUMA = (0.2125, 0.7154, 0.0721)
+#: Pixel sizes (nm/px) outside this range are not a TEM calibration (a unit or export error):
+#: reading warns, writing refuses.
+PLAUSIBLE_PIXEL_SIZE_NM = (1e-4, 1e4)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 # --------------------------------------------------------------------------------------
@@ -248,6 +254,44 @@ def validate_pixel_size(
             f"(e.g. {argument}=0.05), read from the file header or the microscope's scale bar."
         )
     return float(pixel_size_nm)
+
+
+def _as_path(path: Any, *, argument: str = "path") -> Path:
+    """A :class:`~pathlib.Path` from str, bytes or path-like; TypeError naming ``argument``."""
+    if isinstance(path, bytes):
+        return Path(os.fsdecode(path))
+    if isinstance(path, str | os.PathLike):
+        return Path(path)
+    raise TypeError(
+        f"{argument} must be a file path (str, bytes or pathlib.Path); got "
+        f"{type(path).__name__}."
+    )
+
+
+def _implausible_pixel_size(pixel_size_nm: float) -> str | None:
+    """A message if ``pixel_size_nm`` is outside :data:`PLAUSIBLE_PIXEL_SIZE_NM`, else None."""
+    low, high = PLAUSIBLE_PIXEL_SIZE_NM
+    if low * (1 - 1e-6) <= pixel_size_nm <= high * (1 + 1e-6):  # float32-stored bounds pass
+        return None
+    return (
+        f"pixel size {pixel_size_nm:.3g} nm/px is outside the plausible range {low:g}..{high:g} "
+        "nm/px for a micrograph (a unit or export error?)"
+    )
+
+
+def _float32_overflow_message(values: np.ndarray, what: str) -> str | None:
+    """A message if finite ``values`` exceed float32's range (they would become Inf), else None."""
+    if values.dtype.kind != "f" or values.dtype.itemsize <= 4:
+        return None
+    finite = values[np.isfinite(values)]
+    largest = float(np.abs(finite).max()) if finite.size else 0.0
+    if largest <= _FLOAT32_MAX:
+        return None
+    return (
+        f"{what} has values up to {largest:.3g}, beyond float32's range (±{_FLOAT32_MAX:.3g}), "
+        "in which images are processed; rescale it first, e.g. image = image / "
+        "np.abs(image).max() (intensities are relative, the analysis normalises them)."
+    )
 
 
 def _normalise_unit(unit: Any) -> str:
@@ -384,7 +428,13 @@ def _check_finite(
     if n_bad == 0:
         return image, {}
     n_nan = int(np.count_nonzero(np.isnan(image)))
-    if nan_policy == "fill" and n_bad < image.size:
+    if n_bad == image.size:
+        raise InvalidPixelValuesError(
+            f"{_name(path)} has no finite pixel ({n_nan} NaN, {n_bad - n_nan} Inf of "
+            f"{image.size}): there is nothing to fill from (nan_policy='fill' needs some "
+            "finite pixels). The file holds no image data; check the export."
+        )
+    if nan_policy == "fill":
         median = float(np.median(image[finite]))
         warnings.warn(
             f"{_name(path)}: filled {n_bad} NaN/Inf pixel(s) with the median {median:.6g}.",
@@ -701,8 +751,12 @@ def _read_raster(path: Path) -> _RawRead:
     try:
         data = np.asarray(iio.imread(path))
     except Exception as error:  # any decoder failure: unreadable file
+        kind = path.suffix.lstrip(".").upper()
         raise CorruptFileError(
-            f"{_name(path)} could not be decoded as an image ({type(error).__name__}: {error})."
+            f"{_name(path)} is not a readable {kind} file: the image decoder could not decode "
+            f"its content ({type(error).__name__}). It may be empty, truncated, or another "
+            f"format with a .{kind.lower()} extension; re-export it (TIFF or MRC keep the "
+            "calibration)."
         ) from error
     is_colour = data.ndim == 3 and data.shape[-1] in (2, 3, 4)
     return _RawRead(data=data, calibration=_Calibration(), extras={}, is_colour=is_colour)
@@ -777,7 +831,7 @@ def read_micrograph(
     >>> meta["pixel_size_source"]  # doctest: +SKIP
     'file:mrc-header'
     """
-    path = Path(path)
+    path = _as_path(path)
     if pixel_size_nm is not None:
         pixel_size_nm = validate_pixel_size(pixel_size_nm, argument="pixel_size_nm", path=path)
     if nan_policy not in {"raise", "fill"}:
@@ -825,6 +879,9 @@ def read_micrograph(
     data = _squeeze_and_check_shape(data, path=path)
     image, frame_info = _select_frame(data, frame=frame, path=path)
     metadata.update(frame_info)
+    overflow = _float32_overflow_message(np.asarray(image), _name(path))
+    if overflow:
+        raise InvalidPixelValuesError(overflow)
     image = np.asarray(image, dtype=np.float32)
     image, fill_info = _check_finite(image, nan_policy=nan_policy, path=path)
     metadata.update(fill_info)
@@ -854,6 +911,15 @@ def read_micrograph(
 
     if calibration.x_nm is not None:
         metadata["pixel_size_source"] = calibration.source
+        implausible = _implausible_pixel_size(calibration.x_nm)
+        if implausible:
+            metadata["implausible_pixel_size"] = True
+            warnings.warn(
+                f"{_name(path)}: the calibrated {implausible}. Check the file's calibration ({calibration.source}), or pass "
+                "pixel_size_nm=... (nm per pixel) to read_micrograph.",
+                UserWarning,
+                stacklevel=2,
+            )
         return Micrograph(image=image, pixel_size_nm=calibration.x_nm, metadata=metadata)
 
     error = calibration.error or MissingCalibrationError(
@@ -913,11 +979,19 @@ def write_micrograph(
     FileExistsError
         The file exists and ``overwrite=False``.
     InvalidPixelSizeError
-        ``pixel_size_nm`` is not finite and positive.
+        ``pixel_size_nm`` is not finite and positive, is outside
+        :data:`PLAUSIBLE_PIXEL_SIZE_NM`, or the format cannot store it (the file would read
+        back uncalibrated or with another value).
+
+    Notes
+    -----
+    Everything is checked before the target is touched; the file is written beside it under
+    a temporary name, read back, and renamed over ``path`` (atomic): a failed write leaves an
+    existing file as it was.
     NotAnImageError, EmptyImageError, InvalidPixelValuesError
         ``image`` is not 2-D real, is empty, or holds NaN/Inf.
     """
-    path = Path(path)
+    path = _as_path(path)
     suffix = path.suffix.lower()
     if suffix not in WRITABLE_EXTENSIONS:
         raise UnsupportedFormatError(
@@ -925,6 +999,53 @@ def write_micrograph(
             f"writing. Use one of {', '.join(WRITABLE_EXTENSIONS)}."
         )
     pixel_size_nm = validate_pixel_size(pixel_size_nm, argument="pixel_size_nm", path=path)
+    implausible = _implausible_pixel_size(pixel_size_nm)
+    if implausible:
+        raise InvalidPixelSizeError(
+            f"Cannot write {_name(path)}: the {implausible}; pass pixel_size_nm in nm per pixel "
+            "(e.g. 0.05, not 5e-11 in metres)."
+        )
+    data = _image_to_write(image, path)
+    user_json = None
+    if metadata is not None:
+        try:
+            user_json = json.dumps(metadata, ensure_ascii=True, sort_keys=True)
+        except (TypeError, ValueError) as error:
+            raise MicrographError(
+                f"Cannot write {_name(path)}: metadata must be JSON-serialisable ({error})."
+            ) from error
+    if path.is_dir():
+        raise MicrographError(f"Cannot write {_name(path)}: it is a directory; give a file name.")
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{_name(path)} already exists; pass overwrite=True to replace it or choose "
+            "another file name."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Everything is checked and written to a temporary file beside the target, read back,
+    # and only then renamed over it: a failed write never destroys an existing file.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        writer = _write_mrc if suffix == ".mrc" else _write_tiff
+        try:
+            writer(tmp, data, pixel_size_nm=pixel_size_nm, user_json=user_json)
+        except (ValueError, OverflowError, ZeroDivisionError) as error:
+            raise InvalidPixelSizeError(
+                f"Cannot write {_name(path)}: pixel_size_nm={pixel_size_nm!r} cannot be stored "
+                f"in a {suffix} file ({type(error).__name__}: {error})."
+            ) from error
+        _check_written(tmp, path, pixel_size_nm)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _image_to_write(image: Any, path: Path) -> np.ndarray:
+    """The float32 array :func:`write_micrograph` stores, or an error naming the file."""
     array = np.asarray(image)
     if array.ndim != 2 or np.iscomplexobj(array) or not (
         np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
@@ -935,32 +1056,30 @@ def write_micrograph(
         )
     if array.size == 0:
         raise EmptyImageError(f"Cannot write {_name(path)}: image has shape {array.shape}.")
+    overflow = _float32_overflow_message(array, f"Cannot write {_name(path)}: image")
+    if overflow:
+        raise InvalidPixelValuesError(overflow)
     data = np.ascontiguousarray(array, dtype=np.float32)
     n_bad = int(data.size - np.count_nonzero(np.isfinite(data)))
     if n_bad:
         raise InvalidPixelValuesError(
-            f"Cannot write {_name(path)}: image has {n_bad} NaN/Inf pixel(s) (after conversion "
-            "to float32). Replace them first, e.g. with the median."
+            f"Cannot write {_name(path)}: image has {n_bad} NaN/Inf pixel(s). Replace them "
+            "first, e.g. with the median."
         )
-    user_json = None
-    if metadata is not None:
-        try:
-            user_json = json.dumps(metadata, ensure_ascii=True, sort_keys=True)
-        except (TypeError, ValueError) as error:
-            raise MicrographError(
-                f"Cannot write {_name(path)}: metadata must be JSON-serialisable ({error})."
-            ) from error
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{_name(path)} already exists; pass overwrite=True to replace it or choose "
-            "another file name."
+    return data
+
+
+def _check_written(tmp: Path, path: Path, pixel_size_nm: float) -> None:
+    """Raise InvalidPixelSizeError unless ``tmp`` reads back with ``pixel_size_nm``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stored = read_micrograph(tmp, require_calibration=False).pixel_size_nm
+    if stored is None or not math.isclose(stored, pixel_size_nm, rel_tol=1e-5):
+        raise InvalidPixelSizeError(
+            f"Cannot write {_name(path)}: pixel_size_nm={pixel_size_nm!r} cannot be stored in a "
+            f"{path.suffix} file (it would read back as {stored!r} nm/px); check the value "
+            "(nm per pixel) or write another format."
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".mrc":
-        _write_mrc(path, data, pixel_size_nm=pixel_size_nm, user_json=user_json)
-    else:
-        _write_tiff(path, data, pixel_size_nm=pixel_size_nm, user_json=user_json)
-    return path
 
 
 def _write_mrc(path: Path, data: np.ndarray, *, pixel_size_nm: float, user_json: str | None):

@@ -21,26 +21,67 @@ from etem_helpers.io import (
     read_micrograph,
     validate_pixel_size,
 )
+from etem_helpers.io.micrograph import _float32_overflow_message
 
-__all__ = ["MIN_CONTRAST_FRACTION", "check_image", "has_contrast", "read_input"]
+__all__ = [
+    "MIN_CONTRAST_FRACTION",
+    "MIN_IMAGE_SIDE_PX",
+    "ImageTooSmallError",
+    "check_image",
+    "has_contrast",
+    "read_input",
+]
 
 #: A frame has contrast when more than this fraction of its pixels differ from the rest.
 MIN_CONTRAST_FRACTION = 0.01
+#: Images analysed (:func:`read_input`) must be at least this many pixels on each side: a
+#: smaller one holds too little context to find particles in (and once gave 0 silently).
+MIN_IMAGE_SIDE_PX = 32
 #: :func:`has_contrast` looks at about this many pixels (a regular subsample).
 _CONTRAST_SAMPLE_PX = 1 << 18
 
 
-def check_image(image) -> np.ndarray:
-    """Return a 2-D finite float32 array or raise an error that says what to do."""
+class ImageTooSmallError(EmptyImageError):
+    """An image with fewer than :data:`MIN_IMAGE_SIDE_PX` pixels on a side."""
+
+
+def check_image(image, *, name: str = "image", min_side_px: int = 1) -> np.ndarray:
+    """Return a 2-D finite float32 array or raise an error that says what to do.
+
+    Parameters
+    ----------
+    image : array-like
+        A grey-level micrograph (any real dtype).
+    name : str
+        The argument's name, used in the messages.
+    min_side_px : int
+        Smallest number of rows and of columns accepted.
+
+    Returns
+    -------
+    numpy.ndarray
+        C-contiguous float32 copy (or the array itself when it already is one).
+
+    Raises
+    ------
+    TypeError
+        Not real numbers (boolean, object, complex).
+    NotAnImageError
+        Not 2-D (RGB(A) and stacks say how to get one frame).
+    EmptyImageError, ImageTooSmallError
+        No pixels, or fewer than ``min_side_px`` on a side (the size is in the message).
+    InvalidPixelValuesError
+        NaN or Inf pixels, or values beyond float32's range (says how to rescale).
+    """
     array = np.asarray(image)
     if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
         raise TypeError(
-            f"image must hold real numbers; got dtype {array.dtype}. Pass a grey-level "
+            f"{name} must hold real numbers; got dtype {array.dtype}. Pass a grey-level "
             "micrograph (e.g. the float32 array from etem_helpers.io.read_micrograph)."
         )
     if np.iscomplexobj(array):
         raise TypeError(
-            f"image is complex ({array.dtype}); pass a real image, e.g. np.abs(image)."
+            f"{name} is complex ({array.dtype}); pass a real image, e.g. np.abs({name})."
         )
     if array.ndim == 3 and array.shape[-1] in (3, 4):
         raise NotAnImageError(
@@ -59,19 +100,27 @@ def check_image(image) -> np.ndarray:
             f"shape {array.shape}."
         )
     if array.size == 0:
-        raise EmptyImageError(f"image is empty (shape {array.shape}); pass a non-empty image.")
+        raise EmptyImageError(f"{name} is empty (shape {array.shape}); pass a non-empty image.")
+    if min(array.shape) < min_side_px:
+        raise ImageTooSmallError(
+            f"{name} is {array.shape[0]} x {array.shape[1]} pixels, smaller than the "
+            f"{min_side_px} x {min_side_px} needed (too little context to find particles in); "
+            "pass the whole micrograph, not a crop of a few pixels."
+        )
+    overflow = _float32_overflow_message(array, name)
+    if overflow:
+        raise InvalidPixelValuesError(overflow)
     array = array.astype(np.float32, copy=False)
     if not np.isfinite(array).all():
         n_nan = int(np.count_nonzero(np.isnan(array)))
         n_inf = int(array.size - n_nan - np.count_nonzero(np.isfinite(array)))
         raise InvalidPixelValuesError(
-            f"image contains {n_nan} NaN and {n_inf} infinite pixel(s) (of {array.size}); "
-            "replace them first, e.g. image = np.where(np.isfinite(image), image, "
-            "np.nanmedian(image)), or read the file with "
+            f"{name} contains {n_nan} NaN and {n_inf} infinite pixel(s) (of {array.size}); "
+            f"replace them first, e.g. {name} = np.where(np.isfinite({name}), {name}, "
+            f"np.nanmedian({name})), or read the file with "
             "read_micrograph(path, nan_policy='fill')."
         )
     return np.ascontiguousarray(array)
-
 
 
 def has_contrast(image: np.ndarray, *, min_fraction: float = MIN_CONTRAST_FRACTION) -> bool:
@@ -124,7 +173,14 @@ def read_input(image, pixel_size_nm: float | None = None) -> tuple[np.ndarray, f
         ``"argument"`` or ``"file:<where in the file>"``.
     file_info : dict
         ``path`` and ``format`` for a file, empty for an array.
+
+    Raises
+    ------
+    ImageTooSmallError
+        Fewer than :data:`MIN_IMAGE_SIDE_PX` pixels on a side (array or file).
     """
+    if isinstance(image, bytes):
+        image = os.fsdecode(image)
     if not isinstance(image, str | os.PathLike):
         if pixel_size_nm is None:
             raise InvalidPixelSizeError(
@@ -133,7 +189,7 @@ def read_input(image, pixel_size_nm: float | None = None) -> tuple[np.ndarray, f
                 "calibration is read from it. 1 nm/px is never assumed."
             )
         pixel_size_nm = validate_pixel_size(pixel_size_nm, argument="pixel_size_nm")
-        return check_image(image), pixel_size_nm, "argument", {}
+        return check_image(image, min_side_px=MIN_IMAGE_SIDE_PX), pixel_size_nm, "argument", {}
     try:
         micrograph = read_micrograph(image, pixel_size_nm=pixel_size_nm)
     except NotAnImageError as error:
@@ -151,4 +207,6 @@ def read_input(image, pixel_size_nm: float | None = None) -> tuple[np.ndarray, f
         "path": micrograph.metadata.get("path"),
         "format": micrograph.metadata.get("format"),
     }
-    return micrograph.image, float(micrograph.pixel_size_nm), source, file_info
+    name = f"the image in {micrograph.metadata.get('path')}"
+    array = check_image(micrograph.image, name=name, min_side_px=MIN_IMAGE_SIDE_PX)
+    return array, float(micrograph.pixel_size_nm), source, file_info

@@ -4,7 +4,7 @@ The training data (:mod:`.data`) and training loop (:mod:`.train`) are submodule
 they import PyTorch when imported.
 """
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, ModelCard, load_checkpoint, save_checkpoint
 from .instances import filter_instances, labels_to_targets, split_instances, split_instances_blocked
 from .model import PRESETS, build_unet, dice_bce_loss
 from .postprocess import DEFAULT_POSTPROCESS, postprocess_settings, probabilities_to_instances
@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_POSTPROCESS",
     "PRESETS",
     "CheckpointError",
+    "ModelCard",
     "build_unet",
     "dice_bce_loss",
     "filter_instances",

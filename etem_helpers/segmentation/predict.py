@@ -254,10 +254,22 @@ def fuse_for_inference(network):
 # Tiles
 # --------------------------------------------------------------------------------------
 def auto_tile_px(shape, *, overlap_px: int, multiple: int, max_tile_px: int) -> int:
-    """Tile side (multiple of ``multiple``) that minimises the pixels sent to the network."""
+    """Tile side (multiple of ``multiple``) that minimises the pixels sent to the network.
+
+    Raises
+    ------
+    ValueError
+        ``overlap_px`` is not smaller than the largest tile considered (``max_tile_px``).
+    """
 
     best, best_cost = None, None
     top = max(multiple, max_tile_px - max_tile_px % multiple)
+    if overlap_px >= top:
+        raise ValueError(
+            f"overlap_px={overlap_px} must be smaller than the largest inference tile side "
+            f"({top} px); use an overlap of a few tens of pixels (default 64), or pass a "
+            "tile_px larger than overlap_px."
+        )
     low = min(top, max(multiple, _MIN_AUTO_TILE_PX))
     for tile in range(top, low - 1, -multiple):
         if tile <= overlap_px:
