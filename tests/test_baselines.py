@@ -1,14 +1,14 @@
-"""Tests for etem_helpers.baselines and etem_helpers.result (AnalysisResult)."""
+"""Tests for etem_helpers.pipeline.baselines and etem_helpers.pipeline.result (AnalysisResult)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 from skimage.draw import disk
 
-from etem_helpers.baselines import adaptive_threshold_watershed, otsu_watershed
 from etem_helpers.measure import PARTICLE_COLUMNS, measure_particles
 from etem_helpers.metrics import instance_scores, match_instances
-from etem_helpers.result import AnalysisResult
+from etem_helpers.pipeline.baselines import adaptive_threshold_watershed, otsu_watershed
+from etem_helpers.pipeline.result import AnalysisResult
 
 PIXEL_SIZE_NM = 0.5
 # (row, col, radius_px); the last two disks overlap by one pixel (touching pair).

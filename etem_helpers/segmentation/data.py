@@ -163,7 +163,7 @@ class SegmentationDataset(_TorchDataset):
     target_pixel_size_nm : float or None
         Resample every micrograph to this pixel size (nm/px); None keeps each file's own.
     target : {"instances", "foreground"}
-        ``"instances"``: (2, t, t) from ``etem_helpers.instances.labels_to_targets``
+        ``"instances"``: (2, t, t) from ``etem_helpers.segmentation.labels_to_targets``
         (foreground, touching boundary). ``"foreground"``: (1, t, t) labels > 0.
     augment : bool
         Apply random flips and 90° rotations (image and labels alike).

@@ -1,7 +1,7 @@
 """Instance targets and instance splitting for particle segmentation.
 
 A semantic U-Net only says *where* particles are. To separate particles that touch, the
-network in :mod:`etem_helpers.segment` predicts two channels:
+network in :mod:`etem_helpers.segmentation` predicts two channels:
 
 0. foreground: the pixel belongs to some particle;
 1. boundary: the pixel belongs to a particle **and** lies within a few pixels of a
@@ -433,7 +433,7 @@ def split_instances_blocked(
     block_px: int = SPLIT_BLOCK_PX,
     **split_kwargs,
 ) -> np.ndarray:
-    """:func:`etem_helpers.instances.split_instances` on a large image, block by block.
+    """:func:`etem_helpers.segmentation.split_instances` on a large image, block by block.
 
     The foreground mask is cut into its 8-connected components; each component goes to the
     block (a ``block_px`` grid) that holds the top-left corner of its bounding box, and each

@@ -125,7 +125,7 @@ def dice_bce_loss(
     logits : torch.Tensor, shape (B, 2, H, W)
         Raw network outputs (foreground, boundary).
     targets : torch.Tensor, shape (B, 2, H, W) or (B, 1, H, W)
-        0/1 targets from :func:`etem_helpers.instances.labels_to_targets`. With one channel
+        0/1 targets from :func:`etem_helpers.segmentation.labels_to_targets`. With one channel
         (foreground only) the boundary term is skipped.
     alpha : float
         Weight of the Dice term on the foreground, in [0, 1]; ``1 - alpha`` weighs the BCE.

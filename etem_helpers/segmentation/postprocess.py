@@ -1,7 +1,7 @@
 """From predicted probabilities to particle instances, and tuning of that step on validation data.
 
 A segmentation network outputs two probability maps (foreground and contact boundary, see
-:mod:`etem_helpers.instances`). Turning them into separate particles needs a few settings:
+:mod:`etem_helpers.segmentation.instances`). Turning them into separate particles needs a few settings:
 the foreground threshold, the boundary threshold and seed rules of the watershed, and the
 smallest size and confidence an instance must have. Their best values depend on the model,
 so :func:`tune_postprocess` chooses them on the *validation* split (never the test split) by

@@ -26,7 +26,7 @@ def _iter_tile_batches(
 ) -> Iterator[tuple[np.ndarray, list[tuple[int, int]]]]:
     """Yield (batch of tiles (b, th, tw), their top-left positions) without holding all tiles.
 
-    Tiles and positions come from :func:`etem_helpers.data.iter_tiles` (the package's one
+    Tiles and positions come from :func:`etem_helpers.preprocess.iter_tiles` (the package's one
     tiling implementation).
     """
 
@@ -97,9 +97,9 @@ def predict_probabilities(
     """Per-pixel foreground and boundary probabilities of a normalised image of any size.
 
     The image is cut into overlapping tiles generated on the fly (at most ``batch_size`` tiles
-    in memory) by :func:`etem_helpers.data.iter_tiles`, each tile is run through the network,
+    in memory) by :func:`etem_helpers.preprocess.iter_tiles`, each tile is run through the network,
     and the sigmoid outputs are blended with a raised-cosine window into the preallocated
-    arrays of a :class:`etem_helpers.data.TileStitcher`, so memory stays bounded for huge
+    arrays of a :class:`etem_helpers.preprocess.TileStitcher`, so memory stays bounded for huge
     images (about 12 bytes per pixel besides the input).
 
     Parameters
@@ -229,7 +229,7 @@ def fuse_for_inference(network):
     Parameters
     ----------
     network : torch.nn.Module
-        A model in eval mode (e.g. from :func:`etem_helpers.segment.load_checkpoint`).
+        A model in eval mode (e.g. from :func:`etem_helpers.segmentation.load_checkpoint`).
 
     Returns
     -------

@@ -490,7 +490,7 @@ def sample_params(
       capped at a third of the field; kinds: the four nanoparticle shapes (round, faceted,
       decahedral, rod), plus nanotubes / aggregates with probability 0.15 each.
     * Low mag (since 2026-11; tuned against the five calibration images
-      ``etem_helpers.real_data.SINTERING_CALIBRATION_IDS`` with :mod:`etem_helpers.realism`,
+      ``etem_helpers.datasets.real.SINTERING_CALIBRATION_IDS`` with :mod:`etem_helpers.realism`,
       never against the held-out ones; see BENCHMARKS.md): drawn by a separate branch after
       the voltage and C_s, so HRTEM draws are unchanged.
 
