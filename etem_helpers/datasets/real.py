@@ -269,7 +269,7 @@ def fetch_sintering(
         raise RealDataUnavailableError(
             f"Could not download the real sintering images from {base_url} into {path} "
             f"({type(err).__name__}: {err}). To use them: connect to the internet and run "
-            "etem_helpers.real_data.fetch_sintering() once, or copy the files "
+            "etem_helpers.datasets.real.fetch_sintering() once, or copy the files "
             "(images/image_N.png, labels/label_N.png) into that folder or with "
             f"populate_cache_from(source_dir), or set {ENV_VAR} to a folder that holds "
             f"{_SUBDIR}/. The notebooks carry on with simulated data without them."

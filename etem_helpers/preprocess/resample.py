@@ -214,7 +214,7 @@ def map_to_grid(
     """Map an array on the resampled grid back onto the original grid of ``shape``.
 
     ``zoom`` is the resampled/original pixel ratio used by
-    :func:`etem_helpers.data.resample_to_pixel_size` (both axes); original pixel centre j
+    :func:`etem_helpers.preprocess.resample_to_pixel_size` (both axes); original pixel centre j
     sits at resampled coordinate ``(j + 0.5) * zoom - 0.5``. Labels use nearest neighbour,
     probabilities linear interpolation (low-pass filtered first when shrinking).
     """

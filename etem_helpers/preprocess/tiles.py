@@ -12,7 +12,7 @@ import numpy as np
 # --------------------------------------------------------------------------------------
 # This is the package's one tiling implementation: the training dataset (grid mode), the
 # tile/stitch helpers below and the tiled U-Net inference of
-# :func:`etem_helpers.segment.predict_probabilities` all use these positions and windows.
+# :func:`etem_helpers.segmentation.predict_probabilities` all use these positions and windows.
 def _tile_shape(tile_px: int | Sequence[int]) -> tuple[int, int]:
     """(tile height, tile width) in pixels from an int (square) or a (height, width) pair."""
     if isinstance(tile_px, int | np.integer):
