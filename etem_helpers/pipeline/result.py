@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,8 +168,8 @@ class AnalysisResult:
 
         Parameters
         ----------
-        path : str or pathlib.Path
-            Destination file; its folder must exist.
+        path : str or bytes or pathlib.Path
+            Destination file (e.g. ``"particles.csv"``); its folder must exist.
         overwrite : bool, optional
             Replace an existing file. Default False: an existing file is an error.
 
@@ -183,8 +184,26 @@ class AnalysisResult:
             If ``path`` exists and ``overwrite`` is False.
         FileNotFoundError
             If the folder of ``path`` does not exist.
+        IsADirectoryError
+            If ``path`` is empty or a folder.
+        TypeError
+            If ``path`` is not a path.
         """
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(
+                f"path must be a file path such as 'particles.csv'; got {type(path).__name__}."
+            )
+        if not os.fspath(path).strip():
+            raise IsADirectoryError(
+                "path is empty; give a file name for the particle table, e.g. 'particles.csv'."
+            )
         path = Path(path)
+        if path.is_dir():
+            raise IsADirectoryError(
+                f"{path} is a folder; give a file name inside it, e.g. {path / 'particles.csv'}."
+            )
         if path.exists() and not overwrite:
             raise FileExistsError(
                 f"{path} already exists; pass overwrite=True to replace it or choose another name."
