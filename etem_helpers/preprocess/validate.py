@@ -45,7 +45,9 @@ class ImageTooSmallError(EmptyImageError):
     """An image with fewer than :data:`MIN_IMAGE_SIDE_PX` pixels on a side."""
 
 
-def check_image(image, *, name: str = "image", min_side_px: int = 1) -> np.ndarray:
+def check_image(
+    image, *, name: str = "image", min_side_px: int = 1, dtype=np.float32
+) -> np.ndarray:
     """Return a 2-D finite float32 array or raise an error that says what to do.
 
     Parameters
@@ -56,11 +58,13 @@ def check_image(image, *, name: str = "image", min_side_px: int = 1) -> np.ndarr
         The argument's name, used in the messages.
     min_side_px : int
         Smallest number of rows and of columns accepted.
+    dtype : {numpy.float32, numpy.float64}
+        Type of the returned array (float32, in which the pipeline works, by default).
 
     Returns
     -------
     numpy.ndarray
-        C-contiguous float32 copy (or the array itself when it already is one).
+        C-contiguous ``dtype`` copy (or the array itself when it already is one).
 
     Raises
     ------
@@ -107,10 +111,10 @@ def check_image(image, *, name: str = "image", min_side_px: int = 1) -> np.ndarr
             f"{min_side_px} x {min_side_px} needed (too little context to find particles in); "
             "pass the whole micrograph, not a crop of a few pixels."
         )
-    overflow = _float32_overflow_message(array, name)
+    overflow = _float32_overflow_message(array, name) if dtype == np.float32 else None
     if overflow:
         raise InvalidPixelValuesError(overflow)
-    array = array.astype(np.float32, copy=False)
+    array = array.astype(dtype, copy=False)
     if not np.isfinite(array).all():
         n_nan = int(np.count_nonzero(np.isnan(array)))
         n_inf = int(array.size - n_nan - np.count_nonzero(np.isfinite(array)))
