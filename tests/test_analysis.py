@@ -116,6 +116,8 @@ def test_path_input_uses_file_calibration_and_argument_overrides(tmp_path, tiny_
 
     override = analyze(str(path), 0.6, model=tiny_checkpoint, device="cpu")
     assert override.pixel_size_nm == 0.6 and override.pixel_size_source == "argument"
+    from_bytes = analyze(bytes(path), model=tiny_checkpoint, device="cpu")  # a bytes path
+    np.testing.assert_array_equal(from_bytes.labels, result.labels)
 
 
 def test_stack_file_says_how_to_choose_a_frame(tmp_path, tiny_checkpoint):

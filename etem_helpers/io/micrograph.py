@@ -48,6 +48,7 @@ __all__ = [
     "WRITABLE_EXTENSIONS",
     "CorruptFileError",
     "EmptyImageError",
+    "ImageTooSmallError",
     "InvalidPixelSizeError",
     "InvalidPixelValuesError",
     "MicrographError",
@@ -59,6 +60,8 @@ __all__ = [
     "PLAUSIBLE_PIXEL_SIZE_NM",
     "UnknownUnitsError",
     "UnsupportedFormatError",
+    "as_path",
+    "check_image",
     "read_micrograph",
     "validate_pixel_size",
     "write_micrograph",
@@ -163,6 +166,10 @@ class EmptyImageError(MicrographError):
     """The data have a dimension of size 0."""
 
 
+class ImageTooSmallError(EmptyImageError):
+    """An image with fewer pixels on a side than the analysis needs."""
+
+
 class InvalidPixelValuesError(MicrographError):
     """The image contains NaN or infinite values."""
 
@@ -256,8 +263,94 @@ def validate_pixel_size(
     return float(pixel_size_nm)
 
 
-def _as_path(path: Any, *, argument: str = "path") -> Path:
-    """A :class:`~pathlib.Path` from str, bytes or path-like; TypeError naming ``argument``."""
+def check_image(
+    image, *, name: str = "image", min_side_px: int = 1, dtype=np.float32
+) -> np.ndarray:
+    """Return a 2-D finite float32 array or raise an error that says what to do.
+
+    Parameters
+    ----------
+    image : array-like
+        A grey-level micrograph (any real dtype).
+    name : str
+        The argument's name, used in the messages.
+    min_side_px : int
+        Smallest number of rows and of columns accepted.
+    dtype : {numpy.float32, numpy.float64}
+        Type of the returned array (float32, in which the pipeline works, by default).
+
+    Returns
+    -------
+    numpy.ndarray
+        C-contiguous ``dtype`` copy (or the array itself when it already is one).
+
+    Raises
+    ------
+    TypeError
+        Not real numbers (boolean, object, complex).
+    NotAnImageError
+        Not 2-D (RGB(A) and stacks say how to get one frame).
+    EmptyImageError, ImageTooSmallError
+        No pixels, or fewer than ``min_side_px`` on a side (the size is in the message).
+    InvalidPixelValuesError
+        NaN or Inf pixels, or values beyond float32's range (says how to rescale).
+    """
+    array = np.asarray(image)
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
+        raise TypeError(
+            f"{name} must hold real numbers; got dtype {array.dtype}. Pass a grey-level "
+            "micrograph (e.g. the float32 array from etem_helpers.io.read_micrograph)."
+        )
+    if np.iscomplexobj(array):
+        raise TypeError(
+            f"{name} is complex ({array.dtype}); pass a real image, e.g. np.abs(image)."
+        )
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        raise NotAnImageError(
+            f"{name} has shape {array.shape}, which looks like an RGB(A) colour image; convert "
+            "it to grey (e.g. skimage.color.rgb2gray(image[..., :3])) or pass one channel "
+            "(image[..., 0])."
+        )
+    if array.ndim == 3:
+        raise NotAnImageError(
+            f"{name} has shape {array.shape}, a stack of {array.shape[0]} frames; choose a "
+            "frame (image[i]) or combine them (image.mean(axis=0)) and pass a 2-D array."
+        )
+    if array.ndim != 2:
+        raise NotAnImageError(
+            f"{name} must be a 2-D array (rows, columns); got {array.ndim} dimension(s) with "
+            f"shape {array.shape}."
+        )
+    if array.size == 0:
+        raise EmptyImageError(f"{name} is empty (shape {array.shape}); pass a non-empty image.")
+    if min(array.shape) < min_side_px:
+        raise ImageTooSmallError(
+            f"{name} is {array.shape[0]} x {array.shape[1]} pixels, smaller than the "
+            f"{min_side_px} x {min_side_px} needed (too little context to find particles in); "
+            "pass the whole micrograph, not a crop of a few pixels."
+        )
+    overflow = _float32_overflow_message(array, name) if dtype == np.float32 else None
+    if overflow:
+        raise InvalidPixelValuesError(overflow)
+    array = array.astype(dtype, copy=False)
+    if not np.isfinite(array).all():
+        n_nan = int(np.count_nonzero(np.isnan(array)))
+        n_inf = int(array.size - n_nan - np.count_nonzero(np.isfinite(array)))
+        raise InvalidPixelValuesError(
+            f"{name} contains {n_nan} NaN and {n_inf} infinite pixel(s) (of {array.size}); "
+            "replace them first, e.g. image = np.where(np.isfinite(image), image, "
+            "np.nanmedian(image)), or read the file with "
+            "read_micrograph(path, nan_policy='fill')."
+        )
+    return np.ascontiguousarray(array)
+
+
+def as_path(path: Any, *, argument: str = "path") -> Path:
+    """A :class:`~pathlib.Path` from str, bytes or path-like; TypeError naming ``argument``.
+
+    The package's one conversion of user-given file paths (bytes paths are decoded with
+    :func:`os.fsdecode`).
+    """
     if isinstance(path, bytes):
         return Path(os.fsdecode(path))
     if isinstance(path, str | os.PathLike):
@@ -831,7 +924,7 @@ def read_micrograph(
     >>> meta["pixel_size_source"]  # doctest: +SKIP
     'file:mrc-header'
     """
-    path = _as_path(path)
+    path = as_path(path)
     if pixel_size_nm is not None:
         pixel_size_nm = validate_pixel_size(pixel_size_nm, argument="pixel_size_nm", path=path)
     if nan_policy not in {"raise", "fill"}:
@@ -988,10 +1081,11 @@ def write_micrograph(
     Everything is checked before the target is touched; the file is written beside it under
     a temporary name, read back, and renamed over ``path`` (atomic): a failed write leaves an
     existing file as it was.
-    NotAnImageError, EmptyImageError, InvalidPixelValuesError
-        ``image`` is not 2-D real, is empty, or holds NaN/Inf.
+    TypeError, NotAnImageError, EmptyImageError, InvalidPixelValuesError
+        ``image`` is not real numbers, not 2-D, is empty, or holds NaN/Inf or values beyond
+        float32's range (:func:`check_image`).
     """
-    path = _as_path(path)
+    path = as_path(path)
     suffix = path.suffix.lower()
     if suffix not in WRITABLE_EXTENSIONS:
         raise UnsupportedFormatError(
@@ -1045,28 +1139,11 @@ def write_micrograph(
 
 
 def _image_to_write(image: Any, path: Path) -> np.ndarray:
-    """The float32 array :func:`write_micrograph` stores, or an error naming the file."""
+    """The float32 array :func:`write_micrograph` stores (:func:`check_image`, naming the file)."""
     array = np.asarray(image)
-    if array.ndim != 2 or np.iscomplexobj(array) or not (
-        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
-    ):
-        raise NotAnImageError(
-            f"Cannot write {_name(path)}: image must be a 2-D real array, got shape "
-            f"{array.shape} and dtype {array.dtype}. Select one frame or take the magnitude."
-        )
-    if array.size == 0:
-        raise EmptyImageError(f"Cannot write {_name(path)}: image has shape {array.shape}.")
-    overflow = _float32_overflow_message(array, f"Cannot write {_name(path)}: image")
-    if overflow:
-        raise InvalidPixelValuesError(overflow)
-    data = np.ascontiguousarray(array, dtype=np.float32)
-    n_bad = int(data.size - np.count_nonzero(np.isfinite(data)))
-    if n_bad:
-        raise InvalidPixelValuesError(
-            f"Cannot write {_name(path)}: image has {n_bad} NaN/Inf pixel(s). Replace them "
-            "first, e.g. with the median."
-        )
-    return data
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)  # a mask is written as 0/1
+    return check_image(array, name=f"the image to write to {_name(path)}")
 
 
 def _check_written(tmp: Path, path: Path, pixel_size_nm: float) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from etem_helpers.io import as_path
 from etem_helpers.measure import PARTICLE_COLUMNS
 
 __all__ = ["AnalysisResult"]
@@ -189,17 +189,11 @@ class AnalysisResult:
         TypeError
             If ``path`` is not a path.
         """
-        if isinstance(path, bytes):
-            path = os.fsdecode(path)
-        if not isinstance(path, str | os.PathLike):
-            raise TypeError(
-                f"path must be a file path such as 'particles.csv'; got {type(path).__name__}."
-            )
-        if not os.fspath(path).strip():
+        if isinstance(path, str | bytes) and not path.strip():
             raise IsADirectoryError(
                 "path is empty; give a file name for the particle table, e.g. 'particles.csv'."
             )
-        path = Path(path)
+        path = as_path(path)
         if path.is_dir():
             raise IsADirectoryError(
                 f"{path} is a folder; give a file name inside it, e.g. {path / 'particles.csv'}."

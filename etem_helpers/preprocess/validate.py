@@ -1,6 +1,7 @@
 """Checks of the images given to the package: one place, one set of error types.
 
-* :func:`check_image`: a 2-D finite real array, or an error that says what to do.
+* :func:`check_image`: a 2-D finite real array, or an error that says what to do (defined in
+  :mod:`etem_helpers.io`, the lowest layer, so that writing a file checks images the same way).
 * :func:`read_input`: a file path or an array plus its pixel size, as every method takes them.
 * :func:`has_contrast`: whether a frame has anything to find (blank, saturated and hot-pixel
   frames do not).
@@ -14,14 +15,14 @@ from typing import Any
 import numpy as np
 
 from etem_helpers.io import (
-    EmptyImageError,
+    ImageTooSmallError,
     InvalidPixelSizeError,
-    InvalidPixelValuesError,
     NotAnImageError,
+    as_path,
+    check_image,
     read_micrograph,
     validate_pixel_size,
 )
-from etem_helpers.io.micrograph import _float32_overflow_message
 
 __all__ = [
     "MIN_CONTRAST_FRACTION",
@@ -39,92 +40,6 @@ MIN_CONTRAST_FRACTION = 0.01
 MIN_IMAGE_SIDE_PX = 32
 #: :func:`has_contrast` looks at about this many pixels (a regular subsample).
 _CONTRAST_SAMPLE_PX = 1 << 18
-
-
-class ImageTooSmallError(EmptyImageError):
-    """An image with fewer than :data:`MIN_IMAGE_SIDE_PX` pixels on a side."""
-
-
-def check_image(
-    image, *, name: str = "image", min_side_px: int = 1, dtype=np.float32
-) -> np.ndarray:
-    """Return a 2-D finite float32 array or raise an error that says what to do.
-
-    Parameters
-    ----------
-    image : array-like
-        A grey-level micrograph (any real dtype).
-    name : str
-        The argument's name, used in the messages.
-    min_side_px : int
-        Smallest number of rows and of columns accepted.
-    dtype : {numpy.float32, numpy.float64}
-        Type of the returned array (float32, in which the pipeline works, by default).
-
-    Returns
-    -------
-    numpy.ndarray
-        C-contiguous ``dtype`` copy (or the array itself when it already is one).
-
-    Raises
-    ------
-    TypeError
-        Not real numbers (boolean, object, complex).
-    NotAnImageError
-        Not 2-D (RGB(A) and stacks say how to get one frame).
-    EmptyImageError, ImageTooSmallError
-        No pixels, or fewer than ``min_side_px`` on a side (the size is in the message).
-    InvalidPixelValuesError
-        NaN or Inf pixels, or values beyond float32's range (says how to rescale).
-    """
-    array = np.asarray(image)
-    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
-        raise TypeError(
-            f"{name} must hold real numbers; got dtype {array.dtype}. Pass a grey-level "
-            "micrograph (e.g. the float32 array from etem_helpers.io.read_micrograph)."
-        )
-    if np.iscomplexobj(array):
-        raise TypeError(
-            f"{name} is complex ({array.dtype}); pass a real image, e.g. np.abs({name})."
-        )
-    if array.ndim == 3 and array.shape[-1] in (3, 4):
-        raise NotAnImageError(
-            f"image has shape {array.shape}, which looks like an RGB(A) colour image; convert "
-            "it to grey (e.g. skimage.color.rgb2gray(image[..., :3])) or pass one channel "
-            "(image[..., 0])."
-        )
-    if array.ndim == 3:
-        raise NotAnImageError(
-            f"image has shape {array.shape}, a stack of {array.shape[0]} frames; choose a "
-            "frame (image[i]) or combine them (image.mean(axis=0)) and pass a 2-D array."
-        )
-    if array.ndim != 2:
-        raise NotAnImageError(
-            f"image must be a 2-D array (rows, columns); got {array.ndim} dimension(s) with "
-            f"shape {array.shape}."
-        )
-    if array.size == 0:
-        raise EmptyImageError(f"{name} is empty (shape {array.shape}); pass a non-empty image.")
-    if min(array.shape) < min_side_px:
-        raise ImageTooSmallError(
-            f"{name} is {array.shape[0]} x {array.shape[1]} pixels, smaller than the "
-            f"{min_side_px} x {min_side_px} needed (too little context to find particles in); "
-            "pass the whole micrograph, not a crop of a few pixels."
-        )
-    overflow = _float32_overflow_message(array, name) if dtype == np.float32 else None
-    if overflow:
-        raise InvalidPixelValuesError(overflow)
-    array = array.astype(dtype, copy=False)
-    if not np.isfinite(array).all():
-        n_nan = int(np.count_nonzero(np.isnan(array)))
-        n_inf = int(array.size - n_nan - np.count_nonzero(np.isfinite(array)))
-        raise InvalidPixelValuesError(
-            f"{name} contains {n_nan} NaN and {n_inf} infinite pixel(s) (of {array.size}); "
-            f"replace them first, e.g. {name} = np.where(np.isfinite({name}), {name}, "
-            f"np.nanmedian({name})), or read the file with "
-            "read_micrograph(path, nan_policy='fill')."
-        )
-    return np.ascontiguousarray(array)
 
 
 def has_contrast(image: np.ndarray, *, min_fraction: float = MIN_CONTRAST_FRACTION) -> bool:
@@ -184,7 +99,7 @@ def read_input(image, pixel_size_nm: float | None = None) -> tuple[np.ndarray, f
         Fewer than :data:`MIN_IMAGE_SIDE_PX` pixels on a side (array or file).
     """
     if isinstance(image, bytes):
-        image = os.fsdecode(image)
+        image = as_path(image)
     if not isinstance(image, str | os.PathLike):
         if pixel_size_nm is None:
             raise InvalidPixelSizeError(
