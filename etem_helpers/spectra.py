@@ -11,6 +11,8 @@ import scipy.fft
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
+from etem_helpers.io import validate_pixel_size
+
 __all__ = ["power_spectrum", "radial_profile", "ring_means", "find_minima"]
 
 
@@ -77,9 +79,7 @@ def radial_profile(power, pixel_size_nm: float, *, n_bins: int | None = None):
     power = np.asarray(power, dtype=np.float64)
     if power.ndim != 2:
         raise ValueError(f"power must be a 2-D array, got shape {power.shape}.")
-    p = float(pixel_size_nm)
-    if not np.isfinite(p) or p <= 0:
-        raise ValueError(f"pixel_size_nm must be a finite number > 0, got {pixel_size_nm!r}.")
+    p = validate_pixel_size(pixel_size_nm, argument="pixel_size_nm")
     ny, nx = power.shape
     if n_bins is None:
         n_bins = min(ny, nx) // 2

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from etem_helpers.io import as_path
+from etem_helpers.io import as_path, validate_pixel_size
 from etem_helpers.measure import PARTICLE_COLUMNS
 
 __all__ = ["AnalysisResult"]
@@ -81,17 +81,9 @@ class AnalysisResult:
             )
         self.probability = probability.astype(np.float32, copy=False)
 
-        try:
-            pixel_size_nm = float(self.pixel_size_nm)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"AnalysisResult.pixel_size_nm must be a number, got {self.pixel_size_nm!r}."
-            ) from None
-        if not np.isfinite(pixel_size_nm) or pixel_size_nm <= 0:
-            raise ValueError(
-                f"AnalysisResult.pixel_size_nm must be finite and > 0, got {self.pixel_size_nm!r}."
-            )
-        self.pixel_size_nm = pixel_size_nm
+        self.pixel_size_nm = validate_pixel_size(
+            self.pixel_size_nm, argument="AnalysisResult.pixel_size_nm"
+        )
 
         for name in ("pixel_size_source", "method"):
             value = getattr(self, name)
