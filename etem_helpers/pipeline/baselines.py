@@ -105,8 +105,9 @@ def _noise_lag_px(sigma_px) -> int:
     return int(np.ceil(3.0 * sigma_px)) + 1 if sigma_px > 0 else 1
 
 
-def _segment(smoothed, threshold, *, pixel_size_nm, sigma_px, min_diameter_nm, split_touching):
+def _segment(prepared: _Prepared, threshold, *, split_touching, dark_particles):
     """Threshold, clean and split; returns (labels int32, probability float32, info)."""
+    smoothed, pixel_size_nm, sigma_px, min_diameter_nm = prepared[:4]
     noise = _noise_std(smoothed, lag_px=_noise_lag_px(sigma_px))
     dynamic = float(np.ptp(smoothed))
     min_area_px = np.pi * (0.5 * min_diameter_nm / pixel_size_nm) ** 2
@@ -117,6 +118,8 @@ def _segment(smoothed, threshold, *, pixel_size_nm, sigma_px, min_diameter_nm, s
         "noise_std": noise,
         "min_area_px": float(min_area_px),
         "split_h_px": float(h_px) if split_touching else None,
+        "sigma_px": float(sigma_px),
+        "dark_particles": bool(dark_particles),
     }
     if dynamic <= 1e-12 * max(1.0, float(np.abs(smoothed).max())):
         # Constant image: nothing to find.
@@ -212,25 +215,16 @@ def otsu_watershed(
     prepared = _prepare(image, pixel_size_nm, dark_particles, smooth_sigma_nm, min_diameter_nm)
     if prepared.smoothed is None:
         return _no_contrast(prepared, "otsu_watershed")
-    smoothed, pixel_size_nm, sigma_px, min_diameter_nm = prepared[:4]
+    smoothed = prepared.smoothed
     if np.ptp(smoothed) > 0:
         threshold = float(threshold_otsu(smoothed))
     else:
         threshold = float(smoothed.flat[0])
     labels, probability, info = _segment(
-        smoothed,
-        threshold,
-        pixel_size_nm=pixel_size_nm,
-        sigma_px=sigma_px,
-        min_diameter_nm=min_diameter_nm,
-        split_touching=split_touching,
+        prepared, threshold, split_touching=split_touching, dark_particles=dark_particles
     )
     # Report the threshold in the units of the input image.
-    info.update(
-        threshold=-threshold if dark_particles else threshold,
-        sigma_px=float(sigma_px),
-        dark_particles=bool(dark_particles),
-    )
+    info["threshold"] = -threshold if dark_particles else threshold
     return _finish(labels, probability, prepared, "otsu_watershed", info)
 
 
@@ -288,7 +282,7 @@ def adaptive_threshold_watershed(
         raise ValueError(f"offset_noise must be finite, got {offset_noise!r}.")
     if prepared.smoothed is None:
         return _no_contrast(prepared, "adaptive_threshold_watershed")
-    smoothed, pixel_size_nm, sigma_px, min_diameter_nm = prepared[:4]
+    smoothed, pixel_size_nm, sigma_px = prepared[:3]
     block_px = max(3, int(round(block_size_nm / pixel_size_nm)))
     largest_odd = max(3, max(smoothed.shape) | 1)
     block_px = min(block_px | 1, largest_odd)
@@ -296,17 +290,7 @@ def adaptive_threshold_watershed(
     local_mean = threshold_local(smoothed, block_size=block_px, method="gaussian", offset=0.0)
     threshold = local_mean + offset_noise * noise
     labels, probability, info = _segment(
-        smoothed,
-        threshold,
-        pixel_size_nm=pixel_size_nm,
-        sigma_px=sigma_px,
-        min_diameter_nm=min_diameter_nm,
-        split_touching=split_touching,
+        prepared, threshold, split_touching=split_touching, dark_particles=dark_particles
     )
-    info.update(
-        block_size_px=int(block_px),
-        offset_noise=offset_noise,
-        sigma_px=float(sigma_px),
-        dark_particles=bool(dark_particles),
-    )
+    info.update(block_size_px=int(block_px), offset_noise=offset_noise)
     return _finish(labels, probability, prepared, "adaptive_threshold_watershed", info)
