@@ -321,3 +321,14 @@ def test_cli_user_errors_exit_2_with_one_line_naming_the_option(tmp_path, capsys
     assert (out / "images" / "mine.tif").exists()
     assert main(["--n-images", "0", "--out", str(tmp_path / "v")]) == 2
     assert "--n-images must be a positive integer" in capsys.readouterr().err
+
+
+def test_dataset_paths_may_be_bytes(tmp_path):
+    import os
+
+    out = os.fsencode(tmp_path / "ds")
+    written = generate_dataset(1, out, params=_ONE_PARTICLE, progress=False)
+    assert written == tmp_path / "ds"
+    assert len(load_manifest(out)) == 1
+    with pytest.raises(TypeError, match="out_dir must be a file path"):
+        generate_dataset(1, 42, params=_ONE_PARTICLE, progress=False)

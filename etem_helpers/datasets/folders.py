@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from etem_helpers.io import as_path
+
 
 # --------------------------------------------------------------------------------------
 # Reading a dataset directory
 # --------------------------------------------------------------------------------------
 def _dataset_file(dataset_dir: str | Path, name: str) -> Path:
-    path = Path(dataset_dir) / name
+    path = as_path(dataset_dir, argument="dataset_dir") / name
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found. Expected a dataset directory written by "

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
+from ..io import as_path, write_micrograph
 from .micrograph import simulate_micrograph
 from .params import REGIMES, SimulationParams, sample_params
 
@@ -115,8 +116,6 @@ def _write_labels(path: Path, labels: np.ndarray, pixel_size_nm: float) -> None:
 
 def _make_one(task: tuple) -> tuple[dict, pd.DataFrame]:
     """Simulate and write image ``index`` (runs in a worker process when n_jobs > 1)."""
-    from ..io import write_micrograph
-
     index, out_dir, seed, regime, image_size_px, params = task
     out_dir = Path(out_dir)
     this_params, image_seed = image_params(
@@ -281,7 +280,7 @@ def generate_dataset(
         or not 64 <= image_size_px <= 4096
     ):
         raise ValueError(f"image_size_px must be an integer in [64, 4096], got {image_size_px!r}.")
-    out_dir = Path(out_dir)
+    out_dir = as_path(out_dir, argument="out_dir")
     _check_out_dir(out_dir, overwrite)
     for name in _DIRS:
         (out_dir / name).mkdir(parents=True, exist_ok=True)
@@ -346,7 +345,7 @@ def load_manifest(out_dir: str | os.PathLike) -> pd.DataFrame:
     pandas.DataFrame
         One row per micrograph.
     """
-    path = Path(out_dir) / "manifest.csv"
+    path = as_path(out_dir, argument="out_dir") / "manifest.csv"
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: {out_dir} is not a simulated dataset. Create one with "
