@@ -252,7 +252,7 @@ def test_result_to_csv_names_folder_and_empty_paths(tmp_path):
         result.to_csv(tmp_path)
     with pytest.raises(IsADirectoryError, match="empty"):
         result.to_csv("")
-    with pytest.raises(TypeError, match="file path"):
+    with pytest.raises(TypeError, match="must be a path"):
         result.to_csv(3)
     written = result.to_csv(bytes(tmp_path / "b.csv"))
     assert written == tmp_path / "b.csv" and written.read_text().startswith("particle_id")

@@ -728,7 +728,7 @@ def test_bytes_paths_are_accepted(tmp_path):
     written = write_micrograph(path, _image(), 0.25)
     assert written == tmp_path / "b.mrc"
     assert read_micrograph(path).pixel_size_nm == pytest.approx(0.25, rel=REL)
-    with pytest.raises(TypeError, match="path must be a file path"):
+    with pytest.raises(TypeError, match="path must be a path"):
         read_micrograph(42)
 
 

@@ -330,5 +330,5 @@ def test_dataset_paths_may_be_bytes(tmp_path):
     written = generate_dataset(1, out, params=_ONE_PARTICLE, progress=False)
     assert written == tmp_path / "ds"
     assert len(load_manifest(out)) == 1
-    with pytest.raises(TypeError, match="out_dir must be a file path"):
+    with pytest.raises(TypeError, match="out_dir must be a path"):
         generate_dataset(1, 42, params=_ONE_PARTICLE, progress=False)

@@ -356,7 +356,7 @@ def as_path(path: Any, *, argument: str = "path") -> Path:
     if isinstance(path, str | os.PathLike):
         return Path(path)
     raise TypeError(
-        f"{argument} must be a file path (str, bytes or pathlib.Path); got "
+        f"{argument} must be a path (str, bytes or pathlib.Path); got "
         f"{type(path).__name__}."
     )
 
