@@ -11,7 +11,7 @@ import scipy.fft
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
-from etem_helpers.io import validate_pixel_size
+from etem_helpers.io import check_image, validate_pixel_size
 
 __all__ = ["power_spectrum", "radial_profile", "ring_means", "find_minima"]
 
@@ -42,11 +42,7 @@ def power_spectrum(image, *, window: str | None = "hann") -> np.ndarray:
     numpy.ndarray
         float64 power, same shape, zero frequency at ``(ny // 2, nx // 2)`` (fftshift order).
     """
-    img = np.asarray(image)
-    if img.ndim != 2 or np.iscomplexobj(img):
-        raise ValueError(f"image must be a real 2-D array, got shape {img.shape}, "
-                         f"dtype {img.dtype}.")
-    img = img.astype(np.float64)
+    img = check_image(image, dtype=np.float64)
     ny, nx = img.shape
     w = _window_1d(ny, window)[:, None] * _window_1d(nx, window)[None, :]
     data = (img - img.mean()) * w

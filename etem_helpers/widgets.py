@@ -24,7 +24,7 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
 from . import spectra
-from .io import validate_pixel_size
+from .io import check_image, validate_pixel_size
 from .simulate import optics
 
 __all__ = [
@@ -192,9 +192,7 @@ def thon_ring_errors(
         ``relative_error`` (``|measured - predicted| / predicted``, NaN when unmatched) and
         ``envelope``.
     """
-    img = np.asarray(image)
-    if img.ndim != 2:
-        raise ValueError(f"image must be a 2-D array, got shape {img.shape}.")
+    img = check_image(image, dtype=np.float64)
     p = validate_pixel_size(pixel_size_nm, argument="pixel_size_nm")
     nyquist = 0.5 / p
     fourier_px = 1.0 / (min(img.shape) * p)
