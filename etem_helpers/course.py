@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from etem_helpers.io import replace_atomically
+
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_NOTEBOOK_DIR = REPOSITORY_ROOT / "notebooks"
@@ -119,8 +121,9 @@ def _to_jsonable(value):
 def save_results(output_dir: str | Path, number: int | str, results: dict) -> Path:
     """Write a notebook's key results as JSON (``OUTPUT_DIR/NN_results.json``) and return the path."""
     path = results_path(output_dir, number)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_to_jsonable(results), indent=2, sort_keys=True) + "\n")
+    text = json.dumps(_to_jsonable(results), indent=2, sort_keys=True) + "\n"  # fails first
+    with replace_atomically(path) as tmp:
+        tmp.write_text(text)
     return path
 
 

@@ -737,3 +737,18 @@ def test_write_to_a_directory_is_refused(tmp_path):
     target.mkdir()
     with pytest.raises(MicrographError, match="directory"):
         write_micrograph(target, _image(), 0.5, overwrite=True)
+
+
+def test_replace_atomically_keeps_the_target_when_the_write_fails(tmp_path):
+    from etem_helpers.io import replace_atomically
+
+    target = tmp_path / "table.csv"
+    target.write_text("good")
+    with pytest.raises(RuntimeError), replace_atomically(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "good" and sorted(tmp_path.iterdir()) == [target]
+    with replace_atomically(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == ".csv"
+        tmp.write_text("new")
+    assert target.read_text() == "new" and sorted(tmp_path.iterdir()) == [target]

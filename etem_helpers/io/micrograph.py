@@ -36,12 +36,13 @@ import json
 import math
 import numbers
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from etem_helpers.io.files import as_path, replace_atomically
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
@@ -60,7 +61,6 @@ __all__ = [
     "PLAUSIBLE_PIXEL_SIZE_NM",
     "UnknownUnitsError",
     "UnsupportedFormatError",
-    "as_path",
     "check_image",
     "read_micrograph",
     "validate_pixel_size",
@@ -343,22 +343,6 @@ def check_image(
             "read_micrograph(path, nan_policy='fill')."
         )
     return np.ascontiguousarray(array)
-
-
-def as_path(path: Any, *, argument: str = "path") -> Path:
-    """A :class:`~pathlib.Path` from str, bytes or path-like; TypeError naming ``argument``.
-
-    The package's one conversion of user-given file paths (bytes paths are decoded with
-    :func:`os.fsdecode`).
-    """
-    if isinstance(path, bytes):
-        return Path(os.fsdecode(path))
-    if isinstance(path, str | os.PathLike):
-        return Path(path)
-    raise TypeError(
-        f"{argument} must be a path (str, bytes or pathlib.Path); got "
-        f"{type(path).__name__}."
-    )
 
 
 def _implausible_pixel_size(pixel_size_nm: float) -> str | None:
@@ -1118,10 +1102,7 @@ def write_micrograph(
     path.parent.mkdir(parents=True, exist_ok=True)
     # Everything is checked and written to a temporary file beside the target, read back,
     # and only then renamed over it: a failed write never destroys an existing file.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with replace_atomically(path) as tmp:
         writer = _write_mrc if suffix == ".mrc" else _write_tiff
         try:
             writer(tmp, data, pixel_size_nm=pixel_size_nm, user_json=user_json)
@@ -1131,10 +1112,6 @@ def write_micrograph(
                 f"in a {suffix} file ({type(error).__name__}: {error})."
             ) from error
         _check_written(tmp, path, pixel_size_nm)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

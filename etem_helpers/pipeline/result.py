@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from etem_helpers.io import as_path, validate_pixel_size
+from etem_helpers.io import as_path, replace_atomically, validate_pixel_size
 from etem_helpers.measure import PARTICLE_COLUMNS
 
 __all__ = ["AnalysisResult"]
@@ -198,5 +198,6 @@ class AnalysisResult:
             raise FileNotFoundError(
                 f"The folder {path.parent} does not exist; create it before writing {path.name}."
             )
-        self.particles.to_csv(path, index=False)
+        with replace_atomically(path) as tmp:  # an existing file survives a failed write
+            self.particles.to_csv(tmp, index=False)
         return path
