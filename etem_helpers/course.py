@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from etem_helpers.io import replace_atomically
+
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_NOTEBOOK_DIR = REPOSITORY_ROOT / "notebooks"
@@ -53,6 +55,42 @@ def list_notebooks(notebook_dir: str | Path = DEFAULT_NOTEBOOK_DIR) -> list[Path
     return sorted(p for p in notebook_dir.iterdir() if NOTEBOOK_PATTERN.match(p.name))
 
 
+def select_notebooks(
+    notebook_dir: str | Path = DEFAULT_NOTEBOOK_DIR, only: list[str] | None = None
+) -> list[Path]:
+    """The course notebooks in ``notebook_dir``, or those numbered in ``only``.
+
+    Raises
+    ------
+    FileNotFoundError
+        The folder does not exist or holds no ``NN_slug.ipynb`` notebook.
+    ValueError
+        An entry of ``only`` is not a number, or no notebook has that number (the message
+        lists the numbers there are).
+    """
+    notebooks = list_notebooks(notebook_dir)
+    if not notebooks:
+        raise FileNotFoundError(
+            f"No course notebooks (NN_slug.ipynb) found in {notebook_dir}; pass the 'notebooks/' "
+            "folder of a clone of the etem-notebooks repository (--notebooks)."
+        )
+    if not only:
+        return notebooks
+    available = [p.name[:2] for p in notebooks]
+    wanted = []
+    for number in only:
+        if not str(number).strip().isdigit():
+            raise ValueError(f"--only {number!r} is not a notebook number; choose from {available}.")
+        wanted.append(f"{int(number):02d}")
+    missing = [n for n in wanted if n not in available]
+    if missing:
+        raise ValueError(
+            f"--only {' '.join(missing)}: no such notebook in {notebook_dir}; the notebooks are "
+            f"numbered {' '.join(available)}."
+        )
+    return [p for p in notebooks if p.name[:2] in wanted]
+
+
 def find_notebook(number: int | str, notebook_dir: str | Path = DEFAULT_NOTEBOOK_DIR) -> Path:
     """Return the notebook whose name starts with the two-digit ``number``."""
     prefix = f"{int(number):02d}_"
@@ -83,8 +121,9 @@ def _to_jsonable(value):
 def save_results(output_dir: str | Path, number: int | str, results: dict) -> Path:
     """Write a notebook's key results as JSON (``OUTPUT_DIR/NN_results.json``) and return the path."""
     path = results_path(output_dir, number)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_to_jsonable(results), indent=2, sort_keys=True) + "\n")
+    text = json.dumps(_to_jsonable(results), indent=2, sort_keys=True) + "\n"  # fails first
+    with replace_atomically(path) as tmp:
+        tmp.write_text(text)
     return path
 
 
@@ -218,9 +257,7 @@ def run_course(
 ) -> dict:
     """Execute every notebook in order; write ``summary.json`` and ``summary.md`` in ``output_dir``."""
     output_dir = Path(output_dir).resolve()
-    notebooks = list_notebooks(notebook_dir)
-    if only:
-        notebooks = [p for p in notebooks if p.name[:2] in {f"{int(n):02d}" for n in only}]
+    notebooks = select_notebooks(notebook_dir, only)
     runs = []
     for notebook in notebooks:
         print(f"[etem] running {notebook.name} (profile {profile}) ...", flush=True)
@@ -302,17 +339,28 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="report notebooks with outputs, wrong kernelspec or no parameters cell")
     check.add_argument("--notebooks", default=str(DEFAULT_NOTEBOOK_DIR))
     args = parser.parse_args(argv)
+    try:
+        return _run_command(args)
+    except (ValueError, FileNotFoundError) as error:  # user errors: one line, exit status 2
+        print(f"{parser.prog} {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """The work of :func:`main` for parsed arguments (user errors raise ValueError/FileNotFoundError)."""
     if args.command == "run":
+        select_notebooks(args.notebooks, args.only)  # refuse bad --only before any work
         summary = run_course(args.output, profile=args.profile, notebook_dir=args.notebooks, only=args.only)
         print(format_summary(summary))
         return 0
+    notebooks = select_notebooks(args.notebooks)
     if args.command == "strip":
-        for path in list_notebooks(args.notebooks):
+        for path in notebooks:
             if strip_notebook(path):
                 print(f"stripped {path}")
         return 0
-    problems = [p for path in list_notebooks(args.notebooks) for p in notebook_problems(path)]
-    print("\n".join(problems) or "all notebooks clean")
+    problems = [p for path in notebooks for p in notebook_problems(path)]
+    print("\n".join(problems) or f"all {len(notebooks)} notebooks clean")
     return 1 if problems else 0
 
 

@@ -23,6 +23,12 @@ def get_device(device="auto"):
     Returns
     -------
     torch.device
+
+    Raises
+    ------
+    ValueError
+        An unknown device, one that is not available, or an index that does not exist
+        (e.g. ``"cpu:7"``); the message names the ``device`` argument.
     """
     import torch
 
@@ -42,10 +48,21 @@ def get_device(device="auto"):
             raise ValueError(
                 f"device={device!r} is not a valid torch device; use 'auto', 'cpu', 'cuda' or 'mps'."
             ) from error
+    if chosen.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(
+            f"device={device!r} is not supported here; use 'auto', 'cpu', 'cuda' or 'mps'."
+        )
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available; use 'auto' or 'cpu'.")
     if chosen.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device={device!r} was requested but MPS is not available; use 'auto' or 'cpu'.")
+    if chosen.index is not None:
+        count = torch.cuda.device_count() if chosen.type == "cuda" else 1
+        if chosen.index >= count:
+            raise ValueError(
+                f"device={device!r} does not exist: this machine has {count} {chosen.type} "
+                f"device(s) (indices 0 to {count - 1}); use {chosen.type!r} or 'auto'."
+            )
     return chosen
 
 

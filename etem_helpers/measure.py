@@ -333,12 +333,37 @@ def _measure_whole(labels, pixel_size_nm, probability) -> pd.DataFrame:
         confidence=confidence,
     )
 
-def relabel_sequential(labels: np.ndarray) -> np.ndarray:
-    """Renumber the ids present in ``labels`` as 1..N keeping their order (int32)."""
-    present = np.bincount(labels.ravel())
-    present[0] = 0
-    mapping = np.zeros(present.size, dtype=np.int32)
+def relabel_sequential(
+    labels: np.ndarray, *, keep: np.ndarray | None = None, raster_order: bool = False
+) -> np.ndarray:
+    """Renumber the ids present in ``labels`` as 1..N (int32): the package's one relabelling.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Non-negative integer label map (0 background).
+    keep : numpy.ndarray of bool, optional
+        ``keep[i]`` says whether id ``i`` stays (indexed by id, at least ``labels.max() + 1``
+        long); the others become background. Default: every id present.
+    raster_order : bool
+        Number the ids by their first pixel in raster order instead of by their old id.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 labels of the same shape, ids 1..N.
+    """
+    flat = labels.ravel()
+    present = np.bincount(flat) > 0
+    present[0] = False
+    if keep is not None:
+        present &= np.asarray(keep, dtype=bool)[: present.size]
     ids = np.flatnonzero(present)
+    if raster_order and ids.size:
+        first_index = np.full(present.size, flat.size, dtype=np.int64)
+        np.minimum.at(first_index, flat, np.arange(flat.size))
+        ids = ids[np.argsort(first_index[ids], kind="stable")]
+    mapping = np.zeros(present.size, dtype=np.int32)
     mapping[ids] = np.arange(1, ids.size + 1, dtype=np.int32)
     return mapping[labels]
 

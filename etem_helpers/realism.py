@@ -30,6 +30,10 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from etem_helpers.preprocess.normalize import normalize_image
+from etem_helpers.preprocess.validate import check_image
+from etem_helpers.spectra import ring_means
+
 __all__ = [
     "robust_normalise",
     "intensity_histogram_distance",
@@ -47,15 +51,8 @@ _N_QUANTILES = 512
 
 
 def _as_image(image, name: str = "image") -> np.ndarray:
-    array = np.asarray(image, dtype=np.float64)
-    if array.ndim != 2 or min(array.shape) < 8:
-        raise ValueError(
-            f"{name} must be a 2-D array of at least 8 x 8 pixels, got shape {array.shape}; "
-            "pass one grey-level micrograph (e.g. channel 0 of an RGB PNG)."
-        )
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values; clean or crop it first.")
-    return array
+    """float64 copy of a checked image (:func:`etem_helpers.preprocess.check_image`)."""
+    return check_image(image, name=name, min_side_px=8, dtype=np.float64)
 
 
 def _as_mask(mask, shape, name: str = "mask") -> np.ndarray:
@@ -93,16 +90,8 @@ def robust_normalise(image, *, low_percentile: float = 0.5,
     numpy.ndarray
         float64 image in [0, 1] (all zeros for a constant image).
     """
-    array = _as_image(image)
-    if not 0.0 <= low_percentile < high_percentile <= 100.0:
-        raise ValueError(
-            f"need 0 <= low_percentile < high_percentile <= 100, got {low_percentile}, "
-            f"{high_percentile}."
-        )
-    lo, hi = np.percentile(array, [low_percentile, high_percentile])
-    if hi <= lo:
-        return np.zeros_like(array)
-    return np.clip((array - lo) / (hi - lo), 0.0, 1.0)
+    return normalize_image(_as_image(image), low_percentile=low_percentile,
+                           high_percentile=high_percentile, dtype=np.float64)
 
 
 def intensity_histogram_distance(images_a, images_b) -> float:
@@ -155,16 +144,9 @@ def radial_power_spectrum(image, *, n_bins: int = 64) -> tuple[np.ndarray, np.nd
     power = np.abs(np.fft.rfft2(array * window)) ** 2 / np.sum(window**2)
     ky = np.fft.fftfreq(ny)[:, None] * 2.0
     kx = np.fft.rfftfreq(nx)[None, :] * 2.0
-    k = np.hypot(ky, kx)
+    _, mean = ring_means(power, np.hypot(ky, kx), k_max=1.0, n_bins=n_bins, skip_zero=True)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    index = np.digitize(k.ravel(), edges) - 1
-    valid = (index >= 0) & (index < n_bins) & (k.ravel() > 0)
-    sums = np.bincount(index[valid], weights=power.ravel()[valid], minlength=n_bins)
-    counts = np.bincount(index[valid], minlength=n_bins)
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = sums / counts
-    return centres, mean
+    return 0.5 * (edges[1:] + edges[:-1]), mean
 
 
 def radial_spectrum_distance(images_a, images_b, *, n_bins: int = 64,

@@ -11,7 +11,9 @@ import scipy.fft
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
-__all__ = ["power_spectrum", "radial_profile", "find_minima"]
+from etem_helpers.io import check_image, validate_pixel_size
+
+__all__ = ["power_spectrum", "radial_profile", "ring_means", "find_minima"]
 
 
 def _window_1d(n: int, window: str | None) -> np.ndarray:
@@ -40,11 +42,7 @@ def power_spectrum(image, *, window: str | None = "hann") -> np.ndarray:
     numpy.ndarray
         float64 power, same shape, zero frequency at ``(ny // 2, nx // 2)`` (fftshift order).
     """
-    img = np.asarray(image)
-    if img.ndim != 2 or np.iscomplexobj(img):
-        raise ValueError(f"image must be a real 2-D array, got shape {img.shape}, "
-                         f"dtype {img.dtype}.")
-    img = img.astype(np.float64)
+    img = check_image(image, dtype=np.float64)
     ny, nx = img.shape
     w = _window_1d(ny, window)[:, None] * _window_1d(nx, window)[None, :]
     data = (img - img.mean()) * w
@@ -77,9 +75,7 @@ def radial_profile(power, pixel_size_nm: float, *, n_bins: int | None = None):
     power = np.asarray(power, dtype=np.float64)
     if power.ndim != 2:
         raise ValueError(f"power must be a 2-D array, got shape {power.shape}.")
-    p = float(pixel_size_nm)
-    if not np.isfinite(p) or p <= 0:
-        raise ValueError(f"pixel_size_nm must be a finite number > 0, got {pixel_size_nm!r}.")
+    p = validate_pixel_size(pixel_size_nm, argument="pixel_size_nm")
     ny, nx = power.shape
     if n_bins is None:
         n_bins = min(ny, nx) // 2
@@ -89,15 +85,42 @@ def radial_profile(power, pixel_size_nm: float, *, n_bins: int | None = None):
     ky = np.fft.fftshift(np.fft.fftfreq(ny, d=p))[:, None]
     kx = np.fft.fftshift(np.fft.fftfreq(nx, d=p))[None, :]
     k = np.sqrt(ky * ky + kx * kx)
-    k_nyquist = 0.5 / p
-    index = np.floor(k / k_nyquist * n_bins).astype(np.int64).ravel()
+    return ring_means(power, k, k_max=0.5 / p, n_bins=n_bins)
+
+
+def ring_means(values, k, *, k_max: float, n_bins: int, skip_zero: bool = False):
+    """Means of ``values`` and of ``k`` in ``n_bins`` equal rings of ``k`` from 0 to ``k_max``.
+
+    The one radial binning of the package (:func:`radial_profile`,
+    :func:`etem_helpers.realism.radial_power_spectrum`).
+
+    Parameters
+    ----------
+    values, k : numpy.ndarray
+        Same shape: e.g. a power spectrum and the spatial frequency of each of its pixels.
+    k_max : float
+        Outer edge of the last ring (same units as ``k``); larger ``k`` are ignored.
+    n_bins : int
+        Number of rings; ring ``i`` holds ``i <= k / k_max * n_bins < i + 1``.
+    skip_zero : bool
+        Leave out ``k == 0`` (the mean of the image).
+
+    Returns
+    -------
+    k_mean, mean : numpy.ndarray
+        Mean ``k`` and mean value in each ring (NaN for empty rings).
+    """
+    k = np.asarray(k, dtype=np.float64).ravel()
+    index = np.floor(k / k_max * n_bins).astype(np.int64)
     inside = index < n_bins
+    if skip_zero:
+        inside &= k > 0
     index = index[inside]
     count = np.bincount(index, minlength=n_bins).astype(np.float64)
-    k_sum = np.bincount(index, weights=k.ravel()[inside], minlength=n_bins)
-    p_sum = np.bincount(index, weights=power.ravel()[inside], minlength=n_bins)
+    k_sum = np.bincount(index, weights=k[inside], minlength=n_bins)
+    value_sum = np.bincount(index, weights=np.asarray(values).ravel()[inside], minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return k_sum / count, p_sum / count
+        return k_sum / count, value_sum / count
 
 
 def find_minima(

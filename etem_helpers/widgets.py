@@ -24,6 +24,7 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
 from . import spectra
+from .io import check_image, validate_pixel_size
 from .simulate import optics
 
 __all__ = [
@@ -81,11 +82,10 @@ def add_scale_bar(
     float
         The bar length in nm.
     """
-    if not (isinstance(pixel_size_nm, int | float | np.number) and pixel_size_nm > 0):
-        raise ValueError(
-            f"pixel_size_nm must be a positive number of nm per pixel, got {pixel_size_nm!r}; "
-            "a scale bar needs the calibration."
-        )
+    pixel_size_nm = validate_pixel_size(
+        pixel_size_nm, argument="pixel_size_nm",
+        quantity="the pixel size in nm per pixel (a scale bar needs the calibration)",
+    )
     height, width = (int(n) for n in tuple(image_shape)[-2:])
     if length_nm is None:
         target = fraction * width * pixel_size_nm
@@ -192,12 +192,8 @@ def thon_ring_errors(
         ``relative_error`` (``|measured - predicted| / predicted``, NaN when unmatched) and
         ``envelope``.
     """
-    img = np.asarray(image)
-    if img.ndim != 2:
-        raise ValueError(f"image must be a 2-D array, got shape {img.shape}.")
-    p = float(pixel_size_nm)
-    if not (math.isfinite(p) and p > 0):
-        raise ValueError(f"pixel_size_nm must be a finite number > 0, got {pixel_size_nm!r}.")
+    img = check_image(image, dtype=np.float64)
+    p = validate_pixel_size(pixel_size_nm, argument="pixel_size_nm")
     nyquist = 0.5 / p
     fourier_px = 1.0 / (min(img.shape) * p)
     power = spectra.power_spectrum(img)

@@ -1,14 +1,14 @@
-"""Tests for etem_helpers.baselines and etem_helpers.result (AnalysisResult)."""
+"""Tests for etem_helpers.pipeline.baselines and etem_helpers.pipeline.result (AnalysisResult)."""
 
 import numpy as np
 import pandas as pd
 import pytest
-from etem_helpers.baselines import adaptive_threshold_watershed, otsu_watershed
-from etem_helpers.result import AnalysisResult
 from skimage.draw import disk
 
 from etem_helpers.measure import PARTICLE_COLUMNS, measure_particles
 from etem_helpers.metrics import instance_scores, match_instances
+from etem_helpers.pipeline.baselines import adaptive_threshold_watershed, otsu_watershed
+from etem_helpers.pipeline.result import AnalysisResult
 
 PIXEL_SIZE_NM = 0.5
 # (row, col, radius_px); the last two disks overlap by one pixel (touching pair).
@@ -123,12 +123,17 @@ def test_constant_image_gives_no_particles(method):
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"image": np.zeros((4, 4, 3)), "pixel_size_nm": 0.5}, ValueError, "2-D"),
-        ({"image": np.full((8, 8), np.nan), "pixel_size_nm": 0.5}, ValueError, "NaN"),
-        ({"image": np.zeros((8, 8)), "pixel_size_nm": None}, TypeError, "pixel_size_nm"),
-        ({"image": np.zeros((8, 8)), "pixel_size_nm": -1.0}, ValueError, "pixel_size_nm"),
-        ({"image": np.zeros((8, 8)), "pixel_size_nm": 0.5, "smooth_sigma_nm": -1}, ValueError,
+        ({"image": np.zeros((40, 40, 3)), "pixel_size_nm": 0.5}, ValueError, "RGB"),
+        ({"image": np.zeros((40,)), "pixel_size_nm": 0.5}, ValueError, "2-D"),
+        ({"image": np.full((40, 40), np.nan), "pixel_size_nm": 0.5}, ValueError, "NaN"),
+        ({"image": np.zeros((40, 40), bool), "pixel_size_nm": 0.5}, TypeError, "real numbers"),
+        ({"image": np.zeros((8, 8)), "pixel_size_nm": 0.5}, ValueError, "8 x 8"),
+        ({"image": np.zeros((40, 40)), "pixel_size_nm": None}, ValueError, "pixel_size_nm"),
+        ({"image": np.zeros((40, 40)), "pixel_size_nm": -1.0}, ValueError, "pixel_size_nm"),
+        ({"image": np.zeros((40, 40)), "pixel_size_nm": 0.5, "smooth_sigma_nm": -1}, ValueError,
          "smooth_sigma_nm"),
+        ({"image": np.zeros((40, 40)), "pixel_size_nm": 0.5, "min_diameter_nm": "big"},
+         ValueError, "min_diameter_nm"),
     ],
 )
 def test_bad_inputs(kwargs, error, match):
@@ -195,6 +200,39 @@ def test_result_coerces_and_validates():
         _small_result(particles=_small_result().particles.drop(columns=["roundness"]))
 
 
+def _degenerate_frames():
+    hot = np.zeros((512, 512), np.float32)
+    hot[100, 100] = 1000.0
+    bright = np.full((256, 300), 17, np.uint8)
+    bright[50, 60] = 255
+    saturated = np.full((512, 512), 65535, np.uint16)
+    saturated[[10, 200], :] = 0
+    return [hot, bright, saturated]
+
+
+@pytest.mark.parametrize("method", [otsu_watershed, adaptive_threshold_watershed])
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_frames_without_contrast_give_no_particles(method, index):
+    """Hot pixel on a blank frame, one bright pixel (uint8), saturated frame with dark rows:
+    no particles, as analyze() (issue 9)."""
+    frame = _degenerate_frames()[index]
+    result = method(frame, 0.3)
+    assert result.n_particles == 0 and not result.labels.any()
+    assert result.info["constant_image"] is True
+    assert result.labels.shape == frame.shape
+
+
+def test_baselines_read_a_file_with_its_calibration(tmp_path):
+    from etem_helpers.io import write_micrograph
+
+    image, _ = _synthetic(0)
+    path = write_micrograph(tmp_path / "m.tif", image, PIXEL_SIZE_NM)
+    from_file = otsu_watershed(path, None)
+    from_array = otsu_watershed(image.astype(np.float32), PIXEL_SIZE_NM)
+    assert from_file.pixel_size_source.startswith("file:")
+    np.testing.assert_array_equal(from_file.labels, from_array.labels)
+
+
 def test_result_to_csv_refuses_overwrite(tmp_path):
     result = _small_result()
     path = result.to_csv(tmp_path / "particles.csv")
@@ -206,3 +244,15 @@ def test_result_to_csv_refuses_overwrite(tmp_path):
     result.to_csv(path, overwrite=True)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         result.to_csv(tmp_path / "missing" / "particles.csv")
+
+
+def test_result_to_csv_names_folder_and_empty_paths(tmp_path):
+    result = _small_result()
+    with pytest.raises(IsADirectoryError, match=r"is a folder.*particles\.csv"):
+        result.to_csv(tmp_path)
+    with pytest.raises(IsADirectoryError, match="empty"):
+        result.to_csv("")
+    with pytest.raises(TypeError, match="must be a path"):
+        result.to_csv(3)
+    written = result.to_csv(bytes(tmp_path / "b.csv"))
+    assert written == tmp_path / "b.csv" and written.read_text().startswith("particle_id")

@@ -1,4 +1,5 @@
-"""Tests for etem_helpers.data: normalisation, resampling, tiling, splits, dataset, card."""
+"""Tests of normalisation, resampling, tiling (preprocess), splits and cards (datasets), and the
+training dataset (segmentation.data)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,23 @@ import pytest
 import tifffile
 import torch
 
-from etem_helpers import data
+from etem_helpers.datasets import (
+    assign_split_column,
+    dataset_card,
+    plot_dataset_card,
+    read_manifest,
+    save_dataset_card,
+    split_by_micrograph,
+)
+from etem_helpers.preprocess import (
+    iter_tiles,
+    normalize_image,
+    resample_to_pixel_size,
+    stitch_tiles,
+    tile_image,
+    tile_positions,
+)
+from etem_helpers.segmentation.data import SegmentationDataset, augment_pair
 
 TILE = 48
 
@@ -109,7 +126,7 @@ def aligned_dataset(tmp_path_factory) -> Path:
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["percentile", "zscore"])
 def test_normalize_constant_image_gives_zeros(method):
-    out = data.normalize_image(np.full((20, 30), 7.5), method=method)
+    out = normalize_image(np.full((20, 30), 7.5), method=method)
     assert out.dtype == np.float32
     assert out.shape == (20, 30)
     assert np.all(out == 0)
@@ -119,11 +136,11 @@ def test_normalize_constant_image_gives_zeros(method):
 def test_normalize_ignores_hot_and_dead_pixels(method):
     rng = np.random.default_rng(1)
     image = rng.normal(100.0, 10.0, (100, 100))
-    reference = data.normalize_image(image, method=method)
+    reference = normalize_image(image, method=method)
     spoiled = image.copy()
     spoiled[10, 10] = 1e6  # hot pixel
     spoiled[50, 50] = 0.0  # dead pixel
-    out = data.normalize_image(spoiled, method=method)
+    out = normalize_image(spoiled, method=method)
     keep = np.ones(image.shape, dtype=bool)
     keep[10, 10] = keep[50, 50] = False
     # A min-max normalisation would shrink the useful range ~1e4 times; robust stays put.
@@ -135,7 +152,7 @@ def test_normalize_percentile_range_and_nan():
     rng = np.random.default_rng(2)
     image = rng.gamma(2.0, 10.0, (64, 64))
     image[0, 0] = np.nan
-    out = data.normalize_image(image)
+    out = normalize_image(image)
     assert np.all(np.isfinite(out))
     assert out.min() == 0.0 and out.max() == 1.0
     assert out[0, 0] == 0.0
@@ -147,9 +164,9 @@ def test_normalize_percentile_range_and_nan():
 
 def test_normalize_rejects_bad_arguments():
     with pytest.raises(ValueError, match="method"):
-        data.normalize_image(np.ones((3, 3)), method="minmax")
+        normalize_image(np.ones((3, 3)), method="minmax")
     with pytest.raises(ValueError, match="low_percentile"):
-        data.normalize_image(np.ones((3, 3)), low_percentile=50, high_percentile=10)
+        normalize_image(np.ones((3, 3)), low_percentile=50, high_percentile=10)
 
 
 # --------------------------------------------------------------------------------------
@@ -158,20 +175,20 @@ def test_normalize_rejects_bad_arguments():
 def test_resample_pixel_size_round_trip_and_exactness():
     rng = np.random.default_rng(3)
     image = rng.random((90, 130)).astype(np.float32)
-    down, size_down = data.resample_to_pixel_size(image, 0.25, 0.4)
+    down, size_down = resample_to_pixel_size(image, 0.25, 0.4)
     assert down.dtype == np.float32
     # the achieved size is exact for the returned shape (long axis field of view kept) ...
     assert np.isclose(size_down * down.shape[1], 0.25 * 130)
     # ... and within half an output pixel of the target
     assert abs(size_down - 0.4) <= 0.4 * 0.5 / down.shape[1] + 1e-12
-    back, size_back = data.resample_to_pixel_size(down, size_down, 0.25)
+    back, size_back = resample_to_pixel_size(down, size_down, 0.25)
     assert abs(size_back - 0.25) <= 0.25 * 0.5 / back.shape[1] + 1e-12
     assert abs(back.shape[0] - 90) <= 1 and abs(back.shape[1] - 130) <= 1
 
 
 def test_resample_identity_keeps_values():
     image = np.arange(20.0).reshape(4, 5)
-    out, size = data.resample_to_pixel_size(image, 0.3, 0.3)
+    out, size = resample_to_pixel_size(image, 0.3, 0.3)
     assert size == 0.3
     np.testing.assert_array_equal(out, image.astype(np.float32))
 
@@ -179,7 +196,7 @@ def test_resample_identity_keeps_values():
 @pytest.mark.parametrize("target_nm", [0.13, 0.2, 0.45, 1.0])
 def test_resample_labels_creates_no_new_ids(target_nm):
     labels = _disk_labels((80, 100), np.random.default_rng(4), n_disks=6).astype(np.uint16)
-    out, _ = data.resample_to_pixel_size(labels, 0.2, target_nm, is_label=True)
+    out, _ = resample_to_pixel_size(labels, 0.2, target_nm, is_label=True)
     assert out.dtype == np.uint16
     assert set(np.unique(out)) <= set(np.unique(labels))
     if target_nm < 0.2:  # upsampling keeps every particle
@@ -188,7 +205,7 @@ def test_resample_labels_creates_no_new_ids(target_nm):
 
 def test_resample_antialiases_when_shrinking():
     checker = ((np.indices((120, 120)).sum(axis=0) % 2) * 2.0 - 1.0).astype(np.float32)
-    out, _ = data.resample_to_pixel_size(checker, 0.1, 0.25)
+    out, _ = resample_to_pixel_size(checker, 0.1, 0.25)
     # Nyquist-frequency pattern must not alias into a visible pattern after shrinking
     assert np.std(out) < 0.1
 
@@ -196,8 +213,8 @@ def test_resample_antialiases_when_shrinking():
 def test_resample_image_and_labels_stay_registered():
     labels = _disk_labels((100, 140), np.random.default_rng(5), n_disks=5)
     image = (labels > 0).astype(np.float32)
-    img_out, _ = data.resample_to_pixel_size(image, 0.2, 0.33)
-    lab_out, _ = data.resample_to_pixel_size(labels, 0.2, 0.33, is_label=True)
+    img_out, _ = resample_to_pixel_size(image, 0.2, 0.33)
+    lab_out, _ = resample_to_pixel_size(labels, 0.2, 0.33, is_label=True)
     assert img_out.shape == lab_out.shape
     predicted, truth = img_out > 0.5, lab_out > 0
     iou = (predicted & truth).sum() / (predicted | truth).sum()
@@ -210,7 +227,7 @@ def test_resample_keeps_physical_positions(pixel_size_nm, target_nm):
     yy, xx = np.mgrid[:80, :100]
     centre_px = np.array([30.3, 41.7])
     blob = np.exp(-((yy - centre_px[0]) ** 2 + (xx - centre_px[1]) ** 2) / (2 * 4.0**2))
-    out, size = data.resample_to_pixel_size(blob, pixel_size_nm, target_nm)
+    out, size = resample_to_pixel_size(blob, pixel_size_nm, target_nm)
     oy, ox = np.mgrid[: out.shape[0], : out.shape[1]]
     centroid_out = np.array([(oy * out).sum(), (ox * out).sum()]) / out.sum()
     np.testing.assert_allclose(
@@ -220,9 +237,9 @@ def test_resample_keeps_physical_positions(pixel_size_nm, target_nm):
 
 def test_resample_refuses_missing_pixel_size():
     with pytest.raises(ValueError, match="pixel_size_nm"):
-        data.resample_to_pixel_size(np.ones((8, 8)), None, 0.2)
+        resample_to_pixel_size(np.ones((8, 8)), None, 0.2)
     with pytest.raises(ValueError, match="target_pixel_size_nm"):
-        data.resample_to_pixel_size(np.ones((8, 8)), 0.2, 0.0)
+        resample_to_pixel_size(np.ones((8, 8)), 0.2, 0.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -233,10 +250,10 @@ def test_resample_refuses_missing_pixel_size():
 )
 def test_tile_then_stitch_is_identity(shape):
     image = np.random.default_rng(6).random(shape)
-    tiles, positions = data.tile_image(image, tile_px=64, overlap_px=16)
+    tiles, positions = tile_image(image, tile_px=64, overlap_px=16)
     assert tiles.shape[1:] == (64, 64)
     assert positions.shape == (len(tiles), 2)
-    stitched = data.stitch_tiles(tiles, positions, image.shape, overlap_px=16)
+    stitched = stitch_tiles(tiles, positions, image.shape, overlap_px=16)
     assert stitched.shape == image.shape
     assert stitched.dtype == np.float32
     np.testing.assert_allclose(stitched, image, atol=1e-6)
@@ -244,7 +261,7 @@ def test_tile_then_stitch_is_identity(shape):
 
 def test_tiles_cover_every_pixel_and_snap_to_edges():
     shape = (150, 221)
-    positions = data.tile_positions(shape, tile_px=64, overlap_px=16)
+    positions = tile_positions(shape, tile_px=64, overlap_px=16)
     covered = np.zeros(shape, dtype=int)
     for y, x in positions:
         covered[y : y + 64, x : x + 64] += 1
@@ -257,7 +274,7 @@ def test_tiles_cover_every_pixel_and_snap_to_edges():
 
 def test_tile_small_image_is_padded_not_distorted():
     image = np.arange(30 * 20, dtype=np.float64).reshape(30, 20)
-    tiles, positions = data.tile_image(image, tile_px=32, overlap_px=8)
+    tiles, positions = tile_image(image, tile_px=32, overlap_px=8)
     assert tiles.shape == (1, 32, 32)
     np.testing.assert_array_equal(positions, [[0, 0]])
     np.testing.assert_array_equal(tiles[0, :30, :20], image)
@@ -265,31 +282,31 @@ def test_tile_small_image_is_padded_not_distorted():
 
 def test_stitch_multichannel_and_generator():
     image = np.random.default_rng(7).random((3, 90, 150)).astype(np.float32)
-    tiles, positions = data.tile_image(image, tile_px=40, overlap_px=10)
+    tiles, positions = tile_image(image, tile_px=40, overlap_px=10)
     assert tiles.shape[1:] == (3, 40, 40)
-    generated = (tile for tile, _ in data.iter_tiles(image, tile_px=40, overlap_px=10))
-    stitched = data.stitch_tiles(generated, positions, image.shape[-2:], overlap_px=10)
+    generated = (tile for tile, _ in iter_tiles(image, tile_px=40, overlap_px=10))
+    stitched = stitch_tiles(generated, positions, image.shape[-2:], overlap_px=10)
     assert stitched.shape == image.shape
     np.testing.assert_allclose(stitched, image, atol=1e-6)
-    mean_blend = data.stitch_tiles(tiles, positions, image.shape, overlap_px=10, blend="mean")
+    mean_blend = stitch_tiles(tiles, positions, image.shape, overlap_px=10, blend="mean")
     np.testing.assert_allclose(mean_blend, image, atol=1e-6)
 
 
 def test_cosine_blend_is_smooth_across_seams():
     # Tiles of different constants: the blend must ramp, not jump by the full step.
     image = np.zeros((64, 200))
-    tiles, positions = data.tile_image(image, tile_px=64, overlap_px=32)
+    tiles, positions = tile_image(image, tile_px=64, overlap_px=32)
     tiles = np.stack([np.full((64, 64), float(i)) for i in range(len(tiles))])
-    out = data.stitch_tiles(tiles, positions, image.shape, overlap_px=32)
+    out = stitch_tiles(tiles, positions, image.shape, overlap_px=32)
     assert np.abs(np.diff(out[0])).max() < 0.2
     assert out.min() >= 0 and out.max() <= len(tiles) - 1
 
 
 def test_stitch_refuses_missing_tiles():
     image = np.zeros((100, 100))
-    tiles, positions = data.tile_image(image, tile_px=64, overlap_px=16)
+    tiles, positions = tile_image(image, tile_px=64, overlap_px=16)
     with pytest.raises(ValueError, match="tiles"):
-        data.stitch_tiles(tiles[:-1], positions, image.shape, overlap_px=16)
+        stitch_tiles(tiles[:-1], positions, image.shape, overlap_px=16)
 
 
 # --------------------------------------------------------------------------------------
@@ -298,7 +315,7 @@ def test_stitch_refuses_missing_tiles():
 @pytest.mark.parametrize("n", [3, 4, 5, 7, 10, 17, 33, 60])
 def test_split_disjoint_complete_and_sized(n):
     ids = [f"sim_{i:05d}" for i in range(n)]
-    splits = data.split_by_micrograph(ids, seed=3)
+    splits = split_by_micrograph(ids, seed=3)
     assert set(splits) == {"train", "val", "test"}
     groups = [set(v) for v in splits.values()]
     assert sum(len(g) for g in groups) == n
@@ -311,34 +328,34 @@ def test_split_disjoint_complete_and_sized(n):
 
 def test_split_deterministic_and_grouped():
     ids = [i % 23 for i in range(230)]  # ten tiles per micrograph
-    first = data.split_by_micrograph(ids, seed=11)
-    again = data.split_by_micrograph(list(reversed(ids)), seed=11)
+    first = split_by_micrograph(ids, seed=11)
+    again = split_by_micrograph(list(reversed(ids)), seed=11)
     assert first == again
-    other = data.split_by_micrograph(ids, seed=12)
+    other = split_by_micrograph(ids, seed=12)
     assert other != first
     assert sum(len(v) for v in first.values()) == 23
 
 
 def test_split_rejects_bad_fractions():
     with pytest.raises(ValueError, match="fractions"):
-        data.split_by_micrograph(range(10), fractions=(0.5, 0.2, 0.2))
+        split_by_micrograph(range(10), fractions=(0.5, 0.2, 0.2))
 
 
 def test_assign_split_column_keeps_micrographs_together():
     table = pd.DataFrame({"micrograph_id": [f"m{i % 12}" for i in range(120)], "v": range(120)})
-    out = data.assign_split_column(table, seed=1)
+    out = assign_split_column(table, seed=1)
     assert "split" not in table.columns
     assert out["split"].notna().all()
     assert (out.groupby("micrograph_id")["split"].nunique() == 1).all()
     with pytest.raises(KeyError, match="id_column"):
-        data.assign_split_column(table, id_column="image")
+        assign_split_column(table, id_column="image")
 
 
 # --------------------------------------------------------------------------------------
 # SegmentationDataset
 # --------------------------------------------------------------------------------------
 def test_dataset_items_shapes_and_dtypes(fake_dataset):
-    ds = data.SegmentationDataset(
+    ds = SegmentationDataset(
         fake_dataset, tile_px=TILE, tiles_per_image=3, target="foreground", seed=0
     )
     assert len(ds) == 6 * 3
@@ -353,7 +370,7 @@ def test_dataset_items_shapes_and_dtypes(fake_dataset):
 
 
 def test_dataset_instance_targets(fake_dataset):
-    ds = data.SegmentationDataset(fake_dataset, tile_px=TILE, tiles_per_image=2, seed=0)
+    ds = SegmentationDataset(fake_dataset, tile_px=TILE, tiles_per_image=2, seed=0)
     image, target = ds[1]
     assert target.shape == (2, TILE, TILE)
     # boundary channel is a subset of the foreground channel
@@ -361,28 +378,28 @@ def test_dataset_instance_targets(fake_dataset):
 
 
 def test_dataset_split_has_no_leakage(fake_dataset):
-    manifest = data.read_manifest(fake_dataset)
-    splits = data.split_by_micrograph(manifest["micrograph_id"], seed=0)
+    manifest = read_manifest(fake_dataset)
+    splits = split_by_micrograph(manifest["micrograph_id"], seed=0)
     seen = {}
     for name, ids in splits.items():
-        ds = data.SegmentationDataset(
+        ds = SegmentationDataset(
             fake_dataset, ids, tile_px=TILE, mode="grid", overlap_px=8, target="foreground"
         )
         seen[name] = {item.micrograph_id for item in ds.items}
         assert seen[name] == set(ids)
     assert not (seen["train"] & seen["val"]) and not (seen["train"] & seen["test"])
     with pytest.raises(ValueError, match="not in"):
-        data.SegmentationDataset(fake_dataset, ["nope"], tile_px=TILE)
+        SegmentationDataset(fake_dataset, ["nope"], tile_px=TILE)
 
 
 def test_dataset_grid_reassembles_micrograph(aligned_dataset):
-    ds = data.SegmentationDataset(
+    ds = SegmentationDataset(
         aligned_dataset, ["sim_00000"], tile_px=TILE, mode="grid", overlap_px=8,
         target="foreground",
     )
     tiles = np.stack([ds[i][0].numpy() for i in range(len(ds))])
     positions = [(item.y, item.x) for item in ds.items]
-    stitched = data.stitch_tiles(tiles, positions, (96, 128), overlap_px=8)
+    stitched = stitch_tiles(tiles, positions, (96, 128), overlap_px=8)
     labels = tifffile.imread(aligned_dataset / "labels" / "sim_00000.tif")
     np.testing.assert_allclose(stitched[0], (labels > 0).astype(np.float32), atol=1e-6)
 
@@ -390,10 +407,10 @@ def test_dataset_grid_reassembles_micrograph(aligned_dataset):
 def test_geometric_augmentation_keeps_masks_aligned(aligned_dataset):
     n_changed = 0
     for seed in range(4):
-        plain = data.SegmentationDataset(
+        plain = SegmentationDataset(
             aligned_dataset, tile_px=TILE, tiles_per_image=4, target="foreground", seed=seed
         )
-        augmented = data.SegmentationDataset(
+        augmented = SegmentationDataset(
             aligned_dataset, tile_px=TILE, tiles_per_image=4, target="foreground", seed=seed,
             augment=True, intensity_augment=False,
         )
@@ -407,7 +424,7 @@ def test_geometric_augmentation_keeps_masks_aligned(aligned_dataset):
 def test_intensity_augmentation_keeps_threshold_aligned(aligned_dataset):
     from skimage.filters import threshold_otsu
 
-    ds = data.SegmentationDataset(
+    ds = SegmentationDataset(
         aligned_dataset, tile_px=TILE, tiles_per_image=6, target="foreground", seed=5,
         augment=True,
     )
@@ -426,7 +443,7 @@ def test_intensity_augmentation_keeps_threshold_aligned(aligned_dataset):
 
 
 def test_dataset_resampled_stays_aligned(aligned_dataset):
-    ds = data.SegmentationDataset(
+    ds = SegmentationDataset(
         aligned_dataset, tile_px=TILE, tiles_per_image=2, target="foreground",
         target_pixel_size_nm=0.3, seed=1,
     )
@@ -439,7 +456,7 @@ def test_dataset_resampled_stays_aligned(aligned_dataset):
 
 def test_dataset_deterministic_per_seed_and_epoch(fake_dataset):
     def make(seed):
-        return data.SegmentationDataset(
+        return SegmentationDataset(
             fake_dataset, tile_px=TILE, tiles_per_image=2, target="foreground", seed=seed,
             augment=True,
         )
@@ -453,7 +470,7 @@ def test_dataset_deterministic_per_seed_and_epoch(fake_dataset):
 
 
 def test_dataset_tile_larger_than_image(fake_dataset):
-    ds = data.SegmentationDataset(
+    ds = SegmentationDataset(
         fake_dataset, ["sim_00004"], tile_px=64, mode="grid", target="foreground"
     )  # sim_00004 is 40 x 56 px
     assert len(ds) == 1
@@ -467,8 +484,8 @@ def test_dataset_tile_larger_than_image(fake_dataset):
 def test_dataset_card_matches_direct_counts(fake_dataset, tmp_path):
     particles = pd.read_csv(fake_dataset / "particles.csv")
     manifest = pd.read_csv(fake_dataset / "manifest.csv")
-    splits = data.split_by_micrograph(manifest["micrograph_id"], seed=0)
-    card = data.dataset_card(fake_dataset, splits=splits)
+    splits = split_by_micrograph(manifest["micrograph_id"], seed=0)
+    card = dataset_card(fake_dataset, splits=splits)
     json.dumps(card)  # serialisable
     assert card["n_micrographs"] == len(manifest)
     assert card["n_particles"] == len(particles)
@@ -486,27 +503,26 @@ def test_dataset_card_matches_direct_counts(fake_dataset, tmp_path):
             particles["micrograph_id"].isin(ids).sum()
         )
 
-    path = data.save_dataset_card(card, tmp_path / "card.json")
+    path = save_dataset_card(card, tmp_path / "card.json")
     assert json.loads(path.read_text())["n_particles"] == len(particles)
     with pytest.raises(FileExistsError, match="overwrite"):
-        data.save_dataset_card(card, path)
-    data.save_dataset_card({"n_particles": 0}, path, overwrite=True)
+        save_dataset_card(card, path)
+    save_dataset_card({"n_particles": 0}, path, overwrite=True)
     assert json.loads(path.read_text()) == {"n_particles": 0}
 
 
 def test_plot_dataset_card_returns_figure(fake_dataset):
     from matplotlib.figure import Figure
 
-    fig = data.plot_dataset_card(fake_dataset)
+    fig = plot_dataset_card(fake_dataset)
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 4
     assert len(fig.axes[0].patches) > 0  # diameter histogram drawn
-    fig_df = data.plot_dataset_card(pd.read_csv(fake_dataset / "particles.csv"))
+    fig_df = plot_dataset_card(pd.read_csv(fake_dataset / "particles.csv"))
     assert isinstance(fig_df, Figure)
 
 
 def test_blur_augmentation_strength_is_configurable_and_checked():
-    from etem_helpers.data import augment_pair
 
     rng_image = np.random.default_rng(0)
     image = rng_image.random((64, 64)).astype(np.float32)

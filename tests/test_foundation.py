@@ -148,3 +148,47 @@ def test_workstation_environment_installs_the_package_with_notebook_extras(repos
     pip_entries = next(e["pip"] for e in env["dependencies"] if isinstance(e, dict))
     assert any(e.startswith("-e .[notebooks") for e in pip_entries)
     assert any(str(e).startswith("python") for e in env["dependencies"] if isinstance(e, str))
+
+
+# ---------------------------------------------------------------- clear user errors (issue 9)
+
+
+def test_a_device_index_that_does_not_exist_names_the_device_argument():
+    with pytest.raises(ValueError, match=r"device='cpu:7' does not exist.*1 cpu device"):
+        device.get_device("cpu:7")
+    assert device.get_device("cpu:0").type == "cpu"
+    with pytest.raises(ValueError, match="device='meta'"):
+        device.get_device("meta")
+
+
+def test_analysis_with_a_bad_device_blames_the_device_not_the_checkpoint():
+    from etem_helpers.pipeline import analyze
+
+    with pytest.raises(ValueError, match="device='cpu:7'"):
+        analyze(np.zeros((64, 64)), 0.5, device="cpu:7")
+
+
+def test_course_check_on_an_empty_folder_says_no_notebooks_found(tmp_path, capsys):
+    assert course.main(["check", "--notebooks", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "No course notebooks" in error and "clean" not in error
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert course.main(["check", "--notebooks", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_course_check_reports_how_many_notebooks_are_clean(tmp_path, capsys):
+    _notebook(tmp_path)
+    assert course.main(["check", "--notebooks", str(tmp_path)]) == 0
+    assert "all 1 notebooks clean" in capsys.readouterr().out
+
+
+def test_course_run_only_a_missing_number_lists_the_notebooks(tmp_path, capsys):
+    _notebook(tmp_path)
+    argv = ["run", "--notebooks", str(tmp_path), "--output", str(tmp_path / "out")]
+    assert course.main([*argv, "--only", "99"]) == 2
+    error = capsys.readouterr().err
+    assert "--only 99" in error and "numbered 00" in error and "Traceback" not in error
+    assert course.main([*argv, "--only", "one"]) == 2
+    assert "not a notebook number" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing ran

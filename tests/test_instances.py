@@ -1,8 +1,9 @@
-"""Tests for etem_helpers.instances (targets for touching particles and their splitting)."""
+"""Tests for etem_helpers.segmentation.instances (targets for touching particles and their splitting)."""
 
 import numpy as np
 import pytest
-from etem_helpers.instances import labels_to_targets, split_instances
+
+from etem_helpers.segmentation.instances import labels_to_targets, split_instances
 
 
 def _disk(shape, center, radius):

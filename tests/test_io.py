@@ -634,3 +634,121 @@ def test_complex_mrc_reads_magnitude_with_warning(tmp_path):
     with pytest.warns(UserWarning, match="complex"):
         image, _, _ = read_micrograph(path)
     np.testing.assert_allclose(image, 5.0)
+
+
+# ---------------------------------------------------------------- reliability (issue 9)
+
+
+@pytest.mark.parametrize("name", ["x.tif", "x.mrc"])
+@pytest.mark.parametrize("bad_pixel_size", [5e-11, 1e6])
+def test_failed_overwrite_keeps_the_good_file(tmp_path, name, bad_pixel_size):
+    """A pixel size the file cannot hold is refused before the good file is touched."""
+    image = _image()
+    path = write_micrograph(tmp_path / name, image, 0.5)
+    before = path.read_bytes()
+    with pytest.raises(InvalidPixelSizeError, match=r"plausible range.*nm per pixel"):
+        write_micrograph(path, image, bad_pixel_size, overwrite=True)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temporary left
+    again = read_micrograph(path)
+    assert again.pixel_size_nm == pytest.approx(0.5, rel=REL)
+
+
+def test_failed_write_of_bad_pixels_keeps_the_good_file(tmp_path):
+    path = write_micrograph(tmp_path / "x.tif", _image(), 0.5)
+    before = path.read_bytes()
+    bad = _image()
+    bad[3, 4] = np.nan
+    with pytest.raises(InvalidPixelValuesError):
+        write_micrograph(path, bad, 0.5, overwrite=True)
+    assert path.read_bytes() == before
+
+
+def test_a_pixel_size_the_format_cannot_store_is_refused(tmp_path, monkeypatch):
+    """The written file is read back before it replaces the target: a calibration that would
+    read back differently (here: a writer that drops it) is refused, nothing is left."""
+    import etem_helpers.io.micrograph as micrograph
+
+    def lossy(path, data, *, pixel_size_nm, user_json):
+        tifffile.imwrite(path, data)  # no calibration stored
+
+    monkeypatch.setattr(micrograph, "_write_tiff", lossy)
+    with pytest.raises(InvalidPixelSizeError, match="cannot be stored"):
+        write_micrograph(tmp_path / "x.tif", _image(), 0.5)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("pixel_size_nm", [1e-4, 0.0123456, 3.7, 1e4])
+def test_plausible_pixel_sizes_read_back(tmp_path, pixel_size_nm):
+    for name in ("a.tif", "a.mrc"):
+        path = write_micrograph(tmp_path / name, _image(), pixel_size_nm, overwrite=True)
+        assert read_micrograph(path).pixel_size_nm == pytest.approx(pixel_size_nm, rel=1e-5)
+
+
+def test_implausible_file_calibration_warns_naming_the_file(tmp_path):
+    path = tmp_path / "tiny_scale.tif"
+    # ImageJ calibration of 2e-7 pm = 2e-10 nm per pixel (a unit error in some export).
+    tifffile.imwrite(path, _image(), imagej=True, resolution=(5e6, 5e6), metadata={"unit": "pm"})
+    with pytest.warns(UserWarning, match=r"tiny_scale\.tif.*2e-10 nm/px.*plausible"):
+        micrograph = read_micrograph(path)
+    assert micrograph.metadata["implausible_pixel_size"] is True
+    assert micrograph.pixel_size_nm == pytest.approx(2e-10, rel=1e-5)
+
+
+def test_unreadable_png_says_it_is_not_a_readable_png(tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"this is not a PNG at all")
+    with pytest.raises(CorruptFileError, match=r"broken\.png.*not a readable PNG file") as info:
+        read_micrograph(path, pixel_size_nm=0.5)
+    assert "backend" not in str(info.value)
+
+
+def test_all_nan_file_with_fill_says_there_is_nothing_to_fill_from(tmp_path):
+    path = tmp_path / "nan.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.full((16, 16), np.nan, np.float32))
+        mrc.voxel_size = 5.0
+    for policy in ("fill", "raise"):
+        with pytest.raises(InvalidPixelValuesError, match="nothing to fill from"):
+            read_micrograph(path, nan_policy=policy)
+
+
+def test_values_beyond_float32_range_are_not_called_inf(tmp_path):
+    huge = _image().astype(np.float64) * 1e40
+    with pytest.raises(InvalidPixelValuesError, match="beyond float32's range.*rescale"):
+        write_micrograph(tmp_path / "big.tif", huge, 0.5)
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, huge, imagej=False, resolution=(2.0, 2.0), resolutionunit=5)
+    with pytest.raises(InvalidPixelValuesError, match=r"big\.tif.*beyond float32's range"):
+        read_micrograph(path)
+
+
+def test_bytes_paths_are_accepted(tmp_path):
+    path = bytes(tmp_path / "b.mrc")
+    written = write_micrograph(path, _image(), 0.25)
+    assert written == tmp_path / "b.mrc"
+    assert read_micrograph(path).pixel_size_nm == pytest.approx(0.25, rel=REL)
+    with pytest.raises(TypeError, match="path must be a path"):
+        read_micrograph(42)
+
+
+def test_write_to_a_directory_is_refused(tmp_path):
+    target = tmp_path / "folder.tif"
+    target.mkdir()
+    with pytest.raises(MicrographError, match="directory"):
+        write_micrograph(target, _image(), 0.5, overwrite=True)
+
+
+def test_replace_atomically_keeps_the_target_when_the_write_fails(tmp_path):
+    from etem_helpers.io import replace_atomically
+
+    target = tmp_path / "table.csv"
+    target.write_text("good")
+    with pytest.raises(RuntimeError), replace_atomically(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "good" and sorted(tmp_path.iterdir()) == [target]
+    with replace_atomically(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == ".csv"
+        tmp.write_text("new")
+    assert target.read_text() == "new" and sorted(tmp_path.iterdir()) == [target]

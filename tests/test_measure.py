@@ -162,7 +162,7 @@ def test_empty_map_gives_empty_table():
         (np.zeros((4, 4), dtype=np.int32), 0.0, ValueError, "pixel_size_nm"),
         (np.zeros((4, 4), dtype=np.int32), -1.0, ValueError, "pixel_size_nm"),
         (np.zeros((4, 4), dtype=np.int32), np.nan, ValueError, "pixel_size_nm"),
-        (np.zeros((4, 4), dtype=np.int32), None, TypeError, "pixel_size_nm"),
+        (np.zeros((4, 4), dtype=np.int32), None, ValueError, "pixel_size_nm=None"),
     ],
 )
 def test_bad_inputs(labels, pixel_size_nm, error, match):
@@ -191,3 +191,19 @@ def test_fast_on_many_particles():
     assert len(table) == len(np.unique(labels)) - 1
     # Generous bound: the brief asks for well under 0.1 s; the machine is shared.
     assert elapsed < 0.3
+
+
+def test_relabel_sequential_keeps_order_or_numbers_in_raster_order():
+    from etem_helpers.measure import relabel_sequential
+
+    labels = np.array([[0, 9, 9, 4], [2, 0, 4, 4], [7, 7, 0, 0]], dtype=np.int64)
+    by_id = relabel_sequential(labels)
+    assert by_id.dtype == np.int32
+    np.testing.assert_array_equal(by_id, [[0, 4, 4, 2], [1, 0, 2, 2], [3, 3, 0, 0]])
+    raster = relabel_sequential(labels, raster_order=True)
+    np.testing.assert_array_equal(raster, [[0, 1, 1, 2], [3, 0, 2, 2], [4, 4, 0, 0]])
+    keep = np.zeros(10, bool)
+    keep[[4, 7]] = True
+    np.testing.assert_array_equal(
+        relabel_sequential(labels, keep=keep), [[0, 0, 0, 1], [0, 0, 1, 1], [2, 2, 0, 0]]
+    )

@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
-from etem_helpers.instances import filter_instances
-from etem_helpers.postprocess import (
+
+from etem_helpers.segmentation.instances import filter_instances
+from etem_helpers.segmentation.postprocess import (
     DEFAULT_POSTPROCESS,
     postprocess_settings,
     probabilities_to_instances,

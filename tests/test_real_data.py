@@ -1,4 +1,4 @@
-"""Tests for etem_helpers.real_data (no network: the cache is filled from a local copy)."""
+"""Tests for etem_helpers.datasets.real (no network: the cache is filled from a local copy)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from etem_helpers import real_data
+from etem_helpers.datasets import real as real_data
 
 REAL_COPY = Path(__file__).resolve().parents[2] / "shared" / "real" / "msa-em-sintering"
 UNREACHABLE = "http://127.0.0.1:9/"  # discard port: connection refused, never the internet

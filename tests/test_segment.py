@@ -1,23 +1,28 @@
-"""Tests for etem_helpers.segment (U-Net presets, loss, checkpoints, tiled inference)."""
+"""Tests for etem_helpers.segmentation (U-Net presets, loss, checkpoints, tiled inference)."""
+
+import math
 
 import numpy as np
 import pytest
 import torch
-from etem_helpers.segment import (
+
+from etem_helpers.preprocess import Normalization, TileStitcher, iter_tiles, tile_positions
+from etem_helpers.segmentation import (
     PRESETS,
     CheckpointError,
+    ModelCard,
     build_unet,
     dice_bce_loss,
+    inference_tile_shape,
     load_checkpoint,
     predict_probabilities,
     save_checkpoint,
 )
+from etem_helpers.segmentation.checkpoint import CHECKPOINT_FORMAT_VERSION
 
-from etem_helpers import segment
-
-META = dict(
+CARD = ModelCard(
     preset="tiny",
-    normalization={"method": "percentile", "low_percentile": 0.5, "high_percentile": 99.5},
+    normalization=Normalization(method="percentile", low_percentile=0.5, high_percentile=99.5),
     pixel_size_nm=0.5,
     pixel_size_range_nm=(0.3, 0.8),
     tile_px=64,
@@ -25,16 +30,21 @@ META = dict(
 
 
 class PointwiseModel(torch.nn.Module):
-    """A 1x1 convolution: the exact per-pixel answer is known, so tiling errors show."""
+    """A 1x1 convolution: the exact per-pixel answer is known, so tiling errors show.
+
+    It records the shape of every batch it is given (what a user's network sees).
+    """
 
     def __init__(self):
         super().__init__()
+        self.batch_shapes = []
         self.conv = torch.nn.Conv2d(1, 2, kernel_size=1)
         with torch.no_grad():
             self.conv.weight[:] = torch.tensor([2.0, -3.0]).view(2, 1, 1, 1)
             self.conv.bias[:] = torch.tensor([-1.0, 0.5])
 
     def forward(self, x):
+        self.batch_shapes.append(tuple(x.shape))
         return self.conv(x)
 
 
@@ -139,44 +149,47 @@ def test_loss_rejects_bad_arguments():
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, tiny_model):
-    path = save_checkpoint(
-        tmp_path / "sub" / "model.pt",
-        tiny_model,
+    card = CARD.replace(
         metrics={"val_dice": np.float32(0.9), "epochs": np.int64(3)},
         config={"tile_px": 64, "sizes": (1, 2)},
-        **META,
     )
+    path = save_checkpoint(tmp_path / "sub" / "model.pt", tiny_model, card)
     assert path.is_file()
-    model, meta = load_checkpoint(path)
+    model, loaded = load_checkpoint(path)
     assert not model.training
     x = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
     tiny_model.eval()
     with torch.inference_mode():
         assert torch.equal(model(x), tiny_model(x))
-    assert meta["preset"] == "tiny" and meta["pixel_size_nm"] == 0.5
-    assert meta["pixel_size_range_nm"] == [0.3, 0.8]
-    assert meta["metrics"] == {"val_dice": pytest.approx(0.9), "epochs": 3}
-    assert type(meta["metrics"]["val_dice"]) is float
+    assert isinstance(loaded, ModelCard)
+    assert loaded.preset == "tiny" and loaded.pixel_size_nm == 0.5
+    assert loaded.pixel_size_range_nm == (0.3, 0.8)
+    assert loaded.normalization == CARD.normalization
+    assert loaded.metrics == {"val_dice": pytest.approx(0.9), "epochs": 3}
+    assert type(loaded.metrics["val_dice"]) is float
+    assert loaded.config == {"tile_px": 64, "sizes": [1, 2]}
     from etem_helpers._version import __version__
 
-    assert meta["etem_helpers_version"] == __version__
-    assert "state_dict" not in meta
+    assert loaded.etem_helpers_version == __version__
+    assert not hasattr(loaded, "state_dict")
     # plain types: loadable by torch with weights_only=True directly
     raw = torch.load(path, weights_only=True)
     assert raw["normalization"]["method"] == "percentile"
 
 
 def test_save_checkpoint_refuses_overwrite_and_bad_metadata(tmp_path, tiny_model):
-    path = save_checkpoint(tmp_path / "m.pt", tiny_model, **META)
+    path = save_checkpoint(tmp_path / "m.pt", tiny_model, CARD)
     with pytest.raises(FileExistsError, match="overwrite"):
-        save_checkpoint(path, tiny_model, **META)
-    save_checkpoint(path, tiny_model, overwrite=True, **META)
+        save_checkpoint(path, tiny_model, CARD)
+    save_checkpoint(path, tiny_model, CARD, overwrite=True)
     with pytest.raises(TypeError, match="plain"):
-        save_checkpoint(tmp_path / "x.pt", tiny_model, config={"f": object()}, **META)
+        CARD.replace(config={"f": object()})
     with pytest.raises(ValueError, match="preset"):
-        save_checkpoint(tmp_path / "y.pt", tiny_model, **{**META, "preset": "light"})
+        save_checkpoint(tmp_path / "y.pt", tiny_model, CARD.replace(preset="light"))
     with pytest.raises(ValueError, match="pixel_size_nm"):
-        save_checkpoint(tmp_path / "z.pt", tiny_model, **{**META, "pixel_size_nm": 0})
+        CARD.replace(pixel_size_nm=0)
+    with pytest.raises(TypeError, match="ModelCard"):
+        save_checkpoint(tmp_path / "x.pt", tiny_model, CARD.to_dict())
     assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.pt").exists()
 
 
@@ -195,7 +208,7 @@ def test_load_checkpoint_errors_name_the_file(tmp_path, tiny_model):
     with pytest.raises(CheckpointError, match="not an etem_helpers"):
         load_checkpoint(foreign)
 
-    good = save_checkpoint(tmp_path / "good.pt", tiny_model, **META)
+    good = save_checkpoint(tmp_path / "good.pt", tiny_model, CARD)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="truncated.pt"):
@@ -205,7 +218,7 @@ def test_load_checkpoint_errors_name_the_file(tmp_path, tiny_model):
     for name, edit, message in [
         ("wrong_preset.pt", {"preset": "light"}, "do not fit"),
         ("unknown_preset.pt", {"preset": "gigantic"}, "unknown"),
-        ("future.pt", {"format_version": segment.CHECKPOINT_FORMAT_VERSION + 1}, "upgrade"),
+        ("future.pt", {"format_version": CHECKPOINT_FORMAT_VERSION + 1}, "upgrade"),
     ]:
         torch.save({**checkpoint, **edit}, tmp_path / name)
         with pytest.raises(CheckpointError, match=message):
@@ -233,18 +246,17 @@ def test_tiling_and_blending_are_exact_for_a_pointwise_model(shape):
     np.testing.assert_allclose(out, _expected_pointwise(image), atol=1e-5)
 
 
-def test_tile_generator_holds_at_most_batch_size_tiles():
-    image = np.zeros((300, 200), dtype=np.float32)
-    batches = list(segment._iter_tile_batches(image, (64, 64), 16, 4))
-    positions = [p for _, chunk in batches for p in chunk]
-    assert all(tiles.shape[0] <= 4 for tiles, _ in batches)
-    covered = np.zeros(image.shape, dtype=bool)
-    for y, x in positions:
-        covered[y : y + 64, x : x + 64] = True
-    assert covered.all()
-    # neighbouring tiles overlap by at least overlap_px
-    ys = sorted({y for y, _ in positions})
-    assert all(b - a <= 64 - 16 for a, b in zip(ys, ys[1:], strict=False))
+def test_prediction_holds_at_most_batch_size_tiles_and_covers_the_image():
+    image = np.random.default_rng(4).normal(size=(300, 200)).astype(np.float32)
+    model = PointwiseModel()
+    out = predict_probabilities(model, image, tile_px=64, overlap_px=16, batch_size=4)
+    # Stitched tiles give the whole-image answer everywhere (every pixel covered).
+    np.testing.assert_allclose(out, _expected_pointwise(image), atol=1e-5)
+    sizes = [shape[0] for shape in model.batch_shapes]
+    assert max(sizes) <= 4 and all(shape[1:] == (1, 64, 64) for shape in model.batch_shapes)
+    # Tiles per axis: ceil((L - overlap) / (tile - overlap)).
+    expected = math.ceil((300 - 16) / 48) * math.ceil((200 - 16) / 48)
+    assert sum(sizes) == expected
 
 
 def test_predict_unet_any_size_deterministic_and_mode_restored(tiny_model):
@@ -280,31 +292,21 @@ def test_predict_rejects_bad_input(tiny_model):
         predict_probabilities(tiny_model, np.zeros((32, 32)), tile_px=64, overlap_px=64)
 
 
-def test_inference_uses_the_data_tiling_with_rectangular_tiles(monkeypatch):
-    from etem_helpers import data
-
+def test_inference_uses_rectangular_tiles_on_a_thin_image():
     # An axis shorter than a tile gets one tile just large enough (a multiple of 32).
-    assert segment.inference_tile_shape((20, 300), tile_px=64) == (32, 64)
-    assert segment.inference_tile_shape((1024, 1024), tile_px=544) == (544, 544)
-    calls = []
-    original = data.iter_tiles
-
-    def spy(image, *, tile_px, overlap_px):
-        calls.append((image.shape, tile_px, overlap_px))
-        return original(image, tile_px=tile_px, overlap_px=overlap_px)
-
-    monkeypatch.setattr(data, "iter_tiles", spy)
+    assert inference_tile_shape((20, 300), tile_px=64) == (32, 64)
+    assert inference_tile_shape((1024, 1024), tile_px=544) == (544, 544)
     image = np.random.default_rng(5).normal(size=(20, 300)).astype(np.float32)
-    out = predict_probabilities(PointwiseModel(), image, tile_px=64, overlap_px=16)
-    assert calls == [((20, 300), (32, 64), 16)]
+    model = PointwiseModel()
+    out = predict_probabilities(model, image, tile_px=64, overlap_px=16)
     np.testing.assert_allclose(out, _expected_pointwise(image), atol=1e-5)
-    positions = data.tile_positions((20, 300), tile_px=(32, 64), overlap_px=16)
+    positions = tile_positions((20, 300), tile_px=(32, 64), overlap_px=16)
     assert set(positions[:, 0]) == {0} and positions[-1, 1] + 64 == 300
+    assert {shape[2:] for shape in model.batch_shapes} == {(32, 64)}
+    assert sum(shape[0] for shape in model.batch_shapes) == len(positions)
 
 
 def test_stitcher_divides_in_place_and_is_finished_after_result():
-    from etem_helpers.data import TileStitcher, iter_tiles
-
     image = np.random.default_rng(9).random((2, 70, 90)).astype(np.float32)
     stitcher = TileStitcher((70, 90), tile_px=(32, 48), overlap_px=8, n_channels=2)
     for tile, position in iter_tiles(image, tile_px=(32, 48), overlap_px=8):
@@ -319,18 +321,18 @@ def test_stitcher_divides_in_place_and_is_finished_after_result():
 def test_bfloat16_inference_is_close_to_float32_and_leaves_the_model_as_it_was():
     model = build_unet("tiny", seed=0).eval()
     image = np.random.default_rng(0).random((96, 160)).astype(np.float32)
-    exact = segment.predict_probabilities(model, image, tile_px=64, overlap_px=16)
-    reduced = segment.predict_probabilities(
+    exact = predict_probabilities(model, image, tile_px=64, overlap_px=16)
+    reduced = predict_probabilities(
         model, image, tile_px=64, overlap_px=16, precision="bfloat16"
     )
     assert reduced.dtype == np.float32 and reduced.shape == exact.shape
     assert 0 < np.abs(reduced - exact).max() < 0.05  # really computed differently, but close
     weight = next(p for p in model.parameters() if p.ndim == 4)
     assert weight.is_contiguous() and weight.dtype == torch.float32
-    again = segment.predict_probabilities(model, image, tile_px=64, overlap_px=16)
+    again = predict_probabilities(model, image, tile_px=64, overlap_px=16)
     np.testing.assert_array_equal(again, exact)
     with pytest.raises(ValueError, match="precision"):
-        segment.predict_probabilities(model, image, tile_px=64, overlap_px=0, precision="half")
+        predict_probabilities(model, image, tile_px=64, overlap_px=0, precision="half")
 
 
 def test_auto_precision_is_bfloat16_only_on_cpus_that_compute_it(monkeypatch):

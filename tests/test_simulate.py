@@ -271,3 +271,64 @@ def test_generate_dataset_refuses_to_overwrite(tmp_path):
     assert len(manifest) == 2 and set(manifest["regime"]) == {"lowmag"}
     with pytest.raises(ValueError, match="n_images"):
         generate_dataset(0, tmp_path / "x", progress=False)
+
+
+# ---------------------------------------------------------------- overwrite safety (issue 9)
+
+_ONE_PARTICLE = SimulationParams(image_size_px=64, n_particles=1, diameter_range_nm=(1.0, 1.5))
+
+
+def test_overwrite_refuses_a_folder_that_holds_no_project_dataset(tmp_path):
+    """Once `--overwrite` deleted u/images/* that the user put there; now nothing is deleted."""
+    out = tmp_path / "u"
+    (out / "images").mkdir(parents=True)
+    mine = out / "images" / "my_photo.mrc"
+    mine.write_bytes(b"precious")
+    with pytest.raises(FileExistsError, match="no dataset written by etem_helpers.*nothing"):
+        generate_dataset(1, out, params=_ONE_PARTICLE, progress=False, overwrite=True)
+    (out / "dataset.json").write_text('{"generator": "someone else"}')
+    with pytest.raises(FileExistsError, match="lacks generator"):
+        generate_dataset(1, out, params=_ONE_PARTICLE, progress=False, overwrite=True)
+    assert mine.read_bytes() == b"precious"
+
+
+def test_overwrite_removes_only_the_files_the_dataset_lists(tmp_path):
+    out = generate_dataset(2, tmp_path / "ds", params=_ONE_PARTICLE, progress=False)
+    old = sorted(p.name for p in (out / "images").iterdir())
+    notes = out / "images" / "notes.txt"
+    notes.write_text("mine")
+    (out / "README.txt").write_text("mine too")
+    generate_dataset(1, out, params=_ONE_PARTICLE, progress=False, overwrite=True, seed=5)
+    assert notes.read_text() == "mine" and (out / "README.txt").read_text() == "mine too"
+    images = sorted(p.name for p in (out / "images").iterdir())
+    assert images == sorted([old[0], "notes.txt"])  # the second old image was removed
+    assert len(load_manifest(out)) == 1
+
+
+def test_cli_user_errors_exit_2_with_one_line_naming_the_option(tmp_path, capsys):
+    from etem_helpers.simulate.__main__ import main
+
+    out = tmp_path / "u"
+    (out / "images").mkdir(parents=True)
+    (out / "images" / "mine.tif").write_bytes(b"x")
+    argv = ["--n-images", "1", "--image-size-px", "64", "--out", str(out)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert "--overwrite" in error and "overwrite=True" not in error
+    assert main([*argv, "--overwrite"]) == 2
+    assert "nothing was deleted" in capsys.readouterr().err
+    assert (out / "images" / "mine.tif").exists()
+    assert main(["--n-images", "0", "--out", str(tmp_path / "v")]) == 2
+    assert "--n-images must be a positive integer" in capsys.readouterr().err
+
+
+def test_dataset_paths_may_be_bytes(tmp_path):
+    import os
+
+    out = os.fsencode(tmp_path / "ds")
+    written = generate_dataset(1, out, params=_ONE_PARTICLE, progress=False)
+    assert written == tmp_path / "ds"
+    assert len(load_manifest(out)) == 1
+    with pytest.raises(TypeError, match="out_dir must be a path"):
+        generate_dataset(1, 42, params=_ONE_PARTICLE, progress=False)

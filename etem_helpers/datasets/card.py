@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from etem_helpers.datasets.folders import read_manifest, read_particles
+from etem_helpers.io import as_path, replace_atomically
 
 # --------------------------------------------------------------------------------------
 # Dataset card
@@ -132,11 +133,12 @@ def save_dataset_card(card: dict[str, Any], path: str | Path, *, overwrite: bool
     pathlib.Path
         The written path.
     """
-    path = Path(path)
+    path = as_path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    text = json.dumps(card, indent=2, sort_keys=False) + "\n"  # fails before any file is touched
+    with replace_atomically(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from etem_helpers._version import __version__
+from etem_helpers.io import as_path
 from etem_helpers.simulate import SIMULATOR_REVISION, generate_dataset
 
 __all__ = ["DatasetStatus", "dataset_identity", "ensure_dataset"]
@@ -94,7 +95,7 @@ def ensure_dataset(out_dir: str | os.PathLike, n_images: int, *, seed: int,
         ``out_dir`` holds a different dataset (another simulator revision, package version or
         arguments), or files that are not a dataset. Nothing is deleted.
     """
-    out_dir = Path(out_dir)
+    out_dir = as_path(out_dir, argument="out_dir")
     wanted = dataset_identity({"n_images": int(n_images), "seed": int(seed), **simulate_settings})
     info_path = out_dir / "dataset.json"
     if info_path.is_file():

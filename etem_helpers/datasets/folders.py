@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from etem_helpers.io import read_micrograph
+from etem_helpers.io import as_path, read_micrograph
 
 __all__ = ["iter_samples", "read_labels", "read_manifest", "read_particles"]
 
@@ -26,7 +26,7 @@ __all__ = ["iter_samples", "read_labels", "read_manifest", "read_particles"]
 # Reading a dataset directory
 # --------------------------------------------------------------------------------------
 def _dataset_file(dataset_dir: str | Path, name: str) -> Path:
-    path = Path(dataset_dir) / name
+    path = as_path(dataset_dir, argument="dataset_dir") / name
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found. Expected a dataset directory written by "

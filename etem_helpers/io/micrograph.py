@@ -42,11 +42,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from etem_helpers.io.files import as_path, replace_atomically
+
 __all__ = [
     "SUPPORTED_EXTENSIONS",
     "WRITABLE_EXTENSIONS",
     "CorruptFileError",
     "EmptyImageError",
+    "ImageTooSmallError",
     "InvalidPixelSizeError",
     "InvalidPixelValuesError",
     "MicrographError",
@@ -55,8 +58,10 @@ __all__ = [
     "MissingCalibrationError",
     "MissingDependencyError",
     "NotAnImageError",
+    "PLAUSIBLE_PIXEL_SIZE_NM",
     "UnknownUnitsError",
     "UnsupportedFormatError",
+    "check_image",
     "read_micrograph",
     "validate_pixel_size",
     "write_micrograph",
@@ -128,6 +133,10 @@ _MRC_LABEL_LENGTH = 80
 _MRC_MAX_LABELS = 10
 _MRC_CHUNK_END = "~"
 _BT709_LUMA = (0.2125, 0.7154, 0.0721)
+#: Pixel sizes (nm/px) outside this range are not a TEM calibration (a unit or export error):
+#: reading warns, writing refuses.
+PLAUSIBLE_PIXEL_SIZE_NM = (1e-4, 1e4)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 # --------------------------------------------------------------------------------------
@@ -155,6 +164,10 @@ class NotAnImageError(MicrographError):
 
 class EmptyImageError(MicrographError):
     """The data have a dimension of size 0."""
+
+
+class ImageTooSmallError(EmptyImageError):
+    """An image with fewer pixels on a side than the analysis needs."""
 
 
 class InvalidPixelValuesError(MicrographError):
@@ -248,6 +261,114 @@ def validate_pixel_size(
             f"(e.g. {argument}=0.05), read from the file header or the microscope's scale bar."
         )
     return float(pixel_size_nm)
+
+
+def check_image(
+    image, *, name: str = "image", min_side_px: int = 1, dtype=np.float32
+) -> np.ndarray:
+    """Return a 2-D finite float32 array or raise an error that says what to do.
+
+    Parameters
+    ----------
+    image : array-like
+        A grey-level micrograph (any real dtype).
+    name : str
+        The argument's name, used in the messages.
+    min_side_px : int
+        Smallest number of rows and of columns accepted.
+    dtype : {numpy.float32, numpy.float64}
+        Type of the returned array (float32, in which the pipeline works, by default).
+
+    Returns
+    -------
+    numpy.ndarray
+        C-contiguous ``dtype`` copy (or the array itself when it already is one).
+
+    Raises
+    ------
+    TypeError
+        Not real numbers (boolean, object, complex).
+    NotAnImageError
+        Not 2-D (RGB(A) and stacks say how to get one frame).
+    EmptyImageError, ImageTooSmallError
+        No pixels, or fewer than ``min_side_px`` on a side (the size is in the message).
+    InvalidPixelValuesError
+        NaN or Inf pixels, or values beyond float32's range (says how to rescale).
+    """
+    array = np.asarray(image)
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
+        raise TypeError(
+            f"{name} must hold real numbers; got dtype {array.dtype}. Pass a grey-level "
+            "micrograph (e.g. the float32 array from etem_helpers.io.read_micrograph)."
+        )
+    if np.iscomplexobj(array):
+        raise TypeError(
+            f"{name} is complex ({array.dtype}); pass a real image, e.g. np.abs(image)."
+        )
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        raise NotAnImageError(
+            f"{name} has shape {array.shape}, which looks like an RGB(A) colour image; convert "
+            "it to grey (e.g. skimage.color.rgb2gray(image[..., :3])) or pass one channel "
+            "(image[..., 0])."
+        )
+    if array.ndim == 3:
+        raise NotAnImageError(
+            f"{name} has shape {array.shape}, a stack of {array.shape[0]} frames; choose a "
+            "frame (image[i]) or combine them (image.mean(axis=0)) and pass a 2-D array."
+        )
+    if array.ndim != 2:
+        raise NotAnImageError(
+            f"{name} must be a 2-D array (rows, columns); got {array.ndim} dimension(s) with "
+            f"shape {array.shape}."
+        )
+    if array.size == 0:
+        raise EmptyImageError(f"{name} is empty (shape {array.shape}); pass a non-empty image.")
+    if min(array.shape) < min_side_px:
+        raise ImageTooSmallError(
+            f"{name} is {array.shape[0]} x {array.shape[1]} pixels, smaller than the "
+            f"{min_side_px} x {min_side_px} needed (too little context to find particles in); "
+            "pass the whole micrograph, not a crop of a few pixels."
+        )
+    overflow = _float32_overflow_message(array, name) if dtype == np.float32 else None
+    if overflow:
+        raise InvalidPixelValuesError(overflow)
+    array = array.astype(dtype, copy=False)
+    if not np.isfinite(array).all():
+        n_nan = int(np.count_nonzero(np.isnan(array)))
+        n_inf = int(array.size - n_nan - np.count_nonzero(np.isfinite(array)))
+        raise InvalidPixelValuesError(
+            f"{name} contains {n_nan} NaN and {n_inf} infinite pixel(s) (of {array.size}); "
+            "replace them first, e.g. image = np.where(np.isfinite(image), image, "
+            "np.nanmedian(image)), or read the file with "
+            "read_micrograph(path, nan_policy='fill')."
+        )
+    return np.ascontiguousarray(array)
+
+
+def _implausible_pixel_size(pixel_size_nm: float) -> str | None:
+    """A message if ``pixel_size_nm`` is outside :data:`PLAUSIBLE_PIXEL_SIZE_NM`, else None."""
+    low, high = PLAUSIBLE_PIXEL_SIZE_NM
+    if low * (1 - 1e-6) <= pixel_size_nm <= high * (1 + 1e-6):  # float32-stored bounds pass
+        return None
+    return (
+        f"pixel size {pixel_size_nm:.3g} nm/px is outside the plausible range {low:g}..{high:g} "
+        "nm/px for a micrograph (a unit or export error?)"
+    )
+
+
+def _float32_overflow_message(values: np.ndarray, what: str) -> str | None:
+    """A message if finite ``values`` exceed float32's range (they would become Inf), else None."""
+    if values.dtype.kind != "f" or values.dtype.itemsize <= 4:
+        return None
+    finite = values[np.isfinite(values)]
+    largest = float(np.abs(finite).max()) if finite.size else 0.0
+    if largest <= _FLOAT32_MAX:
+        return None
+    return (
+        f"{what} has values up to {largest:.3g}, beyond float32's range (±{_FLOAT32_MAX:.3g}), "
+        "in which images are processed; rescale it first, e.g. image = image / "
+        "np.abs(image).max() (intensities are relative, the analysis normalises them)."
+    )
 
 
 def _normalise_unit(unit: Any) -> str:
@@ -384,7 +505,13 @@ def _check_finite(
     if n_bad == 0:
         return image, {}
     n_nan = int(np.count_nonzero(np.isnan(image)))
-    if nan_policy == "fill" and n_bad < image.size:
+    if n_bad == image.size:
+        raise InvalidPixelValuesError(
+            f"{_name(path)} has no finite pixel ({n_nan} NaN, {n_bad - n_nan} Inf of "
+            f"{image.size}): there is nothing to fill from (nan_policy='fill' needs some "
+            "finite pixels). The file holds no image data; check the export."
+        )
+    if nan_policy == "fill":
         median = float(np.median(image[finite]))
         warnings.warn(
             f"{_name(path)}: filled {n_bad} NaN/Inf pixel(s) with the median {median:.6g}.",
@@ -701,8 +828,12 @@ def _read_raster(path: Path) -> _RawRead:
     try:
         data = np.asarray(iio.imread(path))
     except Exception as error:  # any decoder failure: unreadable file
+        kind = path.suffix.lstrip(".").upper()
         raise CorruptFileError(
-            f"{_name(path)} could not be decoded as an image ({type(error).__name__}: {error})."
+            f"{_name(path)} is not a readable {kind} file: the image decoder could not decode "
+            f"its content ({type(error).__name__}). It may be empty, truncated, or another "
+            f"format with a .{kind.lower()} extension; re-export it (TIFF or MRC keep the "
+            "calibration)."
         ) from error
     is_colour = data.ndim == 3 and data.shape[-1] in (2, 3, 4)
     return _RawRead(data=data, calibration=_Calibration(), extras={}, is_colour=is_colour)
@@ -777,7 +908,7 @@ def read_micrograph(
     >>> meta["pixel_size_source"]  # doctest: +SKIP
     'file:mrc-header'
     """
-    path = Path(path)
+    path = as_path(path)
     if pixel_size_nm is not None:
         pixel_size_nm = validate_pixel_size(pixel_size_nm, argument="pixel_size_nm", path=path)
     if nan_policy not in {"raise", "fill"}:
@@ -825,6 +956,9 @@ def read_micrograph(
     data = _squeeze_and_check_shape(data, path=path)
     image, frame_info = _select_frame(data, frame=frame, path=path)
     metadata.update(frame_info)
+    overflow = _float32_overflow_message(np.asarray(image), _name(path))
+    if overflow:
+        raise InvalidPixelValuesError(overflow)
     image = np.asarray(image, dtype=np.float32)
     image, fill_info = _check_finite(image, nan_policy=nan_policy, path=path)
     metadata.update(fill_info)
@@ -854,6 +988,15 @@ def read_micrograph(
 
     if calibration.x_nm is not None:
         metadata["pixel_size_source"] = calibration.source
+        implausible = _implausible_pixel_size(calibration.x_nm)
+        if implausible:
+            metadata["implausible_pixel_size"] = True
+            warnings.warn(
+                f"{_name(path)}: the calibrated {implausible}. Check the file's calibration ({calibration.source}), or pass "
+                "pixel_size_nm=... (nm per pixel) to read_micrograph.",
+                UserWarning,
+                stacklevel=2,
+            )
         return Micrograph(image=image, pixel_size_nm=calibration.x_nm, metadata=metadata)
 
     error = calibration.error or MissingCalibrationError(
@@ -913,11 +1056,20 @@ def write_micrograph(
     FileExistsError
         The file exists and ``overwrite=False``.
     InvalidPixelSizeError
-        ``pixel_size_nm`` is not finite and positive.
-    NotAnImageError, EmptyImageError, InvalidPixelValuesError
-        ``image`` is not 2-D real, is empty, or holds NaN/Inf.
+        ``pixel_size_nm`` is not finite and positive, is outside
+        :data:`PLAUSIBLE_PIXEL_SIZE_NM`, or the format cannot store it (the file would read
+        back uncalibrated or with another value).
+
+    Notes
+    -----
+    Everything is checked before the target is touched; the file is written beside it under
+    a temporary name, read back, and renamed over ``path`` (atomic): a failed write leaves an
+    existing file as it was.
+    TypeError, NotAnImageError, EmptyImageError, InvalidPixelValuesError
+        ``image`` is not real numbers, not 2-D, is empty, or holds NaN/Inf or values beyond
+        float32's range (:func:`check_image`).
     """
-    path = Path(path)
+    path = as_path(path)
     suffix = path.suffix.lower()
     if suffix not in WRITABLE_EXTENSIONS:
         raise UnsupportedFormatError(
@@ -925,23 +1077,13 @@ def write_micrograph(
             f"writing. Use one of {', '.join(WRITABLE_EXTENSIONS)}."
         )
     pixel_size_nm = validate_pixel_size(pixel_size_nm, argument="pixel_size_nm", path=path)
-    array = np.asarray(image)
-    if array.ndim != 2 or np.iscomplexobj(array) or not (
-        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
-    ):
-        raise NotAnImageError(
-            f"Cannot write {_name(path)}: image must be a 2-D real array, got shape "
-            f"{array.shape} and dtype {array.dtype}. Select one frame or take the magnitude."
+    implausible = _implausible_pixel_size(pixel_size_nm)
+    if implausible:
+        raise InvalidPixelSizeError(
+            f"Cannot write {_name(path)}: the {implausible}; pass pixel_size_nm in nm per pixel "
+            "(e.g. 0.05, not 5e-11 in metres)."
         )
-    if array.size == 0:
-        raise EmptyImageError(f"Cannot write {_name(path)}: image has shape {array.shape}.")
-    data = np.ascontiguousarray(array, dtype=np.float32)
-    n_bad = int(data.size - np.count_nonzero(np.isfinite(data)))
-    if n_bad:
-        raise InvalidPixelValuesError(
-            f"Cannot write {_name(path)}: image has {n_bad} NaN/Inf pixel(s) (after conversion "
-            "to float32). Replace them first, e.g. with the median."
-        )
+    data = _image_to_write(image, path)
     user_json = None
     if metadata is not None:
         try:
@@ -950,17 +1092,48 @@ def write_micrograph(
             raise MicrographError(
                 f"Cannot write {_name(path)}: metadata must be JSON-serialisable ({error})."
             ) from error
+    if path.is_dir():
+        raise MicrographError(f"Cannot write {_name(path)}: it is a directory; give a file name.")
     if path.exists() and not overwrite:
         raise FileExistsError(
             f"{_name(path)} already exists; pass overwrite=True to replace it or choose "
             "another file name."
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".mrc":
-        _write_mrc(path, data, pixel_size_nm=pixel_size_nm, user_json=user_json)
-    else:
-        _write_tiff(path, data, pixel_size_nm=pixel_size_nm, user_json=user_json)
+    # Everything is checked and written to a temporary file beside the target, read back,
+    # and only then renamed over it: a failed write never destroys an existing file.
+    with replace_atomically(path) as tmp:
+        writer = _write_mrc if suffix == ".mrc" else _write_tiff
+        try:
+            writer(tmp, data, pixel_size_nm=pixel_size_nm, user_json=user_json)
+        except (ValueError, OverflowError, ZeroDivisionError) as error:
+            raise InvalidPixelSizeError(
+                f"Cannot write {_name(path)}: pixel_size_nm={pixel_size_nm!r} cannot be stored "
+                f"in a {suffix} file ({type(error).__name__}: {error})."
+            ) from error
+        _check_written(tmp, path, pixel_size_nm)
     return path
+
+
+def _image_to_write(image: Any, path: Path) -> np.ndarray:
+    """The float32 array :func:`write_micrograph` stores (:func:`check_image`, naming the file)."""
+    array = np.asarray(image)
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)  # a mask is written as 0/1
+    return check_image(array, name=f"the image to write to {_name(path)}")
+
+
+def _check_written(tmp: Path, path: Path, pixel_size_nm: float) -> None:
+    """Raise InvalidPixelSizeError unless ``tmp`` reads back with ``pixel_size_nm``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stored = read_micrograph(tmp, require_calibration=False).pixel_size_nm
+    if stored is None or not math.isclose(stored, pixel_size_nm, rel_tol=1e-5):
+        raise InvalidPixelSizeError(
+            f"Cannot write {_name(path)}: pixel_size_nm={pixel_size_nm!r} cannot be stored in a "
+            f"{path.suffix} file (it would read back as {stored!r} nm/px); check the value "
+            "(nm per pixel) or write another format."
+        )
 
 
 def _write_mrc(path: Path, data: np.ndarray, *, pixel_size_nm: float, user_json: str | None):

@@ -23,53 +23,29 @@ threshold score 0.5, pixels two noise levels above it about 0.88. A particle's
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import threshold_local, threshold_otsu
 from skimage.morphology import h_maxima
-from skimage.segmentation import relabel_sequential, watershed
+from skimage.segmentation import watershed
 
-from etem_helpers.measure import measure_particles
+from etem_helpers.io import validate_pixel_size
+from etem_helpers.measure import measure_particles, relabel_sequential
 from etem_helpers.pipeline.result import AnalysisResult
+from etem_helpers.preprocess.validate import has_contrast, read_input
 
 __all__ = ["otsu_watershed", "adaptive_threshold_watershed"]
 
 
-def _validate_image(image) -> np.ndarray:
-    arr = np.asarray(image)
-    if arr.ndim != 2:
-        raise ValueError(
-            f"image must be a 2-D grey-scale array, got shape {arr.shape}. "
-            "For a stack or RGB image, pass a single 2-D frame/channel."
-        )
-    if arr.dtype == bool or not (
-        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
-    ):
-        raise TypeError(f"image must hold real numbers, got dtype {arr.dtype}.")
-    if arr.size == 0:
-        raise ValueError("image is empty (size 0).")
-    arr = arr.astype(np.float64)
-    if not np.isfinite(arr).all():
-        raise ValueError(
-            "image contains NaN or infinite values; replace them (e.g. with the median) first."
-        )
-    return arr
-
-
-def _validate_positive(name, value, *, allow_zero=False) -> float:
-    if value is None:
-        raise TypeError(
-            f"{name} is required (a number in nm); it is never assumed. For pixel_size_nm, "
-            "read the calibration from the file (etem_helpers.io) or the microscope."
-        )
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}.") from None
-    if not np.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
-    return number
+def _validate_length(name, value) -> float:
+    """A finite length >= 0 in nm (0 switches the step off); errors name the argument."""
+    if value is not None and not isinstance(value, bool) and value == 0:
+        return 0.0
+    return validate_pixel_size(
+        value, argument=name, quantity="a finite length >= 0 in nm (0 switches it off)"
+    )
 
 
 def _noise_std(smoothed, *, lag_px=1) -> float:
@@ -90,16 +66,28 @@ def _noise_std(smoothed, *, lag_px=1) -> float:
     return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
 
 
+class _Prepared(NamedTuple):
+    smoothed: np.ndarray | None  # None: a frame without contrast
+    pixel_size_nm: float
+    sigma_px: float
+    min_diameter_nm: float
+    shape: tuple[int, int]
+    source: str
+
+
 def _prepare(image, pixel_size_nm, dark_particles, smooth_sigma_nm, min_diameter_nm):
-    img = _validate_image(image)
-    pixel_size_nm = _validate_positive("pixel_size_nm", pixel_size_nm)
-    smooth_sigma_nm = _validate_positive("smooth_sigma_nm", smooth_sigma_nm, allow_zero=True)
-    min_diameter_nm = _validate_positive("min_diameter_nm", min_diameter_nm, allow_zero=True)
+    """The checked, smoothed (and for dark particles inverted) image and the settings in px."""
+    img, pixel_size_nm, source, _ = read_input(image, pixel_size_nm)  # the Analyzer's checks
+    smooth_sigma_nm = _validate_length("smooth_sigma_nm", smooth_sigma_nm)
+    min_diameter_nm = _validate_length("min_diameter_nm", min_diameter_nm)
+    if not has_contrast(img):
+        return _Prepared(None, pixel_size_nm, 0.0, min_diameter_nm, img.shape, source)
+    img = img.astype(np.float64)
     if dark_particles:
         img = -img
     sigma_px = smooth_sigma_nm / pixel_size_nm
     smoothed = ndi.gaussian_filter(img, sigma=sigma_px, mode="reflect") if sigma_px > 0 else img
-    return smoothed, pixel_size_nm, sigma_px, min_diameter_nm
+    return _Prepared(smoothed, pixel_size_nm, sigma_px, min_diameter_nm, img.shape, source)
 
 
 def _remove_small(mask, min_area_px) -> np.ndarray:
@@ -117,8 +105,9 @@ def _noise_lag_px(sigma_px) -> int:
     return int(np.ceil(3.0 * sigma_px)) + 1 if sigma_px > 0 else 1
 
 
-def _segment(smoothed, threshold, *, pixel_size_nm, sigma_px, min_diameter_nm, split_touching):
+def _segment(prepared: _Prepared, threshold, *, split_touching, dark_particles):
     """Threshold, clean and split; returns (labels int32, probability float32, info)."""
+    smoothed, pixel_size_nm, sigma_px, min_diameter_nm = prepared[:4]
     noise = _noise_std(smoothed, lag_px=_noise_lag_px(sigma_px))
     dynamic = float(np.ptp(smoothed))
     min_area_px = np.pi * (0.5 * min_diameter_nm / pixel_size_nm) ** 2
@@ -129,6 +118,8 @@ def _segment(smoothed, threshold, *, pixel_size_nm, sigma_px, min_diameter_nm, s
         "noise_std": noise,
         "min_area_px": float(min_area_px),
         "split_h_px": float(h_px) if split_touching else None,
+        "sigma_px": float(sigma_px),
+        "dark_particles": bool(dark_particles),
     }
     if dynamic <= 1e-12 * max(1.0, float(np.abs(smoothed).max())):
         # Constant image: nothing to find.
@@ -151,7 +142,7 @@ def _segment(smoothed, threshold, *, pixel_size_nm, sigma_px, min_diameter_nm, s
         labels[small[labels]] = 0
     else:
         labels, _ = ndi.label(mask)
-    labels = relabel_sequential(labels)[0].astype(np.int32)
+    labels = relabel_sequential(labels).astype(np.int32, copy=False)
 
     scale = noise if noise > 0 else dynamic / 10.0
     z = np.clip((smoothed - threshold) / scale, -50.0, 50.0)
@@ -159,14 +150,22 @@ def _segment(smoothed, threshold, *, pixel_size_nm, sigma_px, min_diameter_nm, s
     return labels, probability, info
 
 
-def _finish(labels, probability, pixel_size_nm, method, info) -> AnalysisResult:
-    particles = measure_particles(labels, pixel_size_nm, probability=probability)
+def _no_contrast(prepared: _Prepared, method: str) -> AnalysisResult:
+    """The result for a frame without contrast (blank, saturated, a few hot pixels): nothing."""
+    labels = np.zeros(prepared.shape, dtype=np.int32)
+    probability = np.zeros(prepared.shape, dtype=np.float32)
+    return _finish(labels, probability, prepared, method, {"constant_image": True})
+
+
+def _finish(labels, probability, prepared: _Prepared, method, info) -> AnalysisResult:
+    info.setdefault("constant_image", False)
+    particles = measure_particles(labels, prepared.pixel_size_nm, probability=probability)
     return AnalysisResult(
         labels=labels,
         particles=particles,
         probability=probability,
-        pixel_size_nm=pixel_size_nm,
-        pixel_size_source="argument",
+        pixel_size_nm=prepared.pixel_size_nm,
+        pixel_size_source=prepared.source,
         method=method,
         info=info,
     )
@@ -185,10 +184,11 @@ def otsu_watershed(
 
     Parameters
     ----------
-    image : (H, W) ndarray
-        Grey-scale micrograph (any real dtype, finite values).
-    pixel_size_nm : float
-        Pixel size in nm per pixel (required, > 0).
+    image : (H, W) ndarray or str or path-like
+        Grey-scale micrograph (any real dtype, finite values, at least 32 px a side), or a
+        micrograph file (its calibration is used), checked as by :func:`etem_helpers.analyze`.
+    pixel_size_nm : float or None
+        Pixel size in nm per pixel (> 0); required for an array, overrides a file's.
     dark_particles : bool, optional
         True (default) for bright-field TEM, where particles are darker than the
         support; False for bright particles (HAADF-STEM, dark field).
@@ -208,30 +208,24 @@ def otsu_watershed(
         ``method="otsu_watershed"``, ``pixel_size_source="argument"``;
         ``probability`` is the heuristic score described in the module docstring;
         ``info`` holds ``threshold``, ``sigma_px``, ``noise_std``, ``min_area_px``
-        and ``split_h_px``. A constant image gives zero particles.
+        and ``split_h_px``. A frame without contrast (blank, saturated, a few hot pixels or
+        dead rows: :func:`etem_helpers.preprocess.validate.has_contrast`) gives zero
+        particles (``info["constant_image"]``), as with :func:`etem_helpers.analyze`.
     """
-    smoothed, pixel_size_nm, sigma_px, min_diameter_nm = _prepare(
-        image, pixel_size_nm, dark_particles, smooth_sigma_nm, min_diameter_nm
-    )
+    prepared = _prepare(image, pixel_size_nm, dark_particles, smooth_sigma_nm, min_diameter_nm)
+    if prepared.smoothed is None:
+        return _no_contrast(prepared, "otsu_watershed")
+    smoothed = prepared.smoothed
     if np.ptp(smoothed) > 0:
         threshold = float(threshold_otsu(smoothed))
     else:
         threshold = float(smoothed.flat[0])
     labels, probability, info = _segment(
-        smoothed,
-        threshold,
-        pixel_size_nm=pixel_size_nm,
-        sigma_px=sigma_px,
-        min_diameter_nm=min_diameter_nm,
-        split_touching=split_touching,
+        prepared, threshold, split_touching=split_touching, dark_particles=dark_particles
     )
     # Report the threshold in the units of the input image.
-    info.update(
-        threshold=-threshold if dark_particles else threshold,
-        sigma_px=float(sigma_px),
-        dark_particles=bool(dark_particles),
-    )
-    return _finish(labels, probability, pixel_size_nm, "otsu_watershed", info)
+    info["threshold"] = -threshold if dark_particles else threshold
+    return _finish(labels, probability, prepared, "otsu_watershed", info)
 
 
 def adaptive_threshold_watershed(
@@ -255,10 +249,11 @@ def adaptive_threshold_watershed(
 
     Parameters
     ----------
-    image : (H, W) ndarray
-        Grey-scale micrograph (any real dtype, finite values).
-    pixel_size_nm : float
-        Pixel size in nm per pixel (required, > 0).
+    image : (H, W) ndarray or str or path-like
+        Grey-scale micrograph (any real dtype, finite values, at least 32 px a side), or a
+        micrograph file (its calibration is used), checked as by :func:`etem_helpers.analyze`.
+    pixel_size_nm : float or None
+        Pixel size in nm per pixel (> 0); required for an array, overrides a file's.
     block_size_nm : float, optional
         Side of the local neighbourhood in nm (default 50 nm); it should be several
         times the largest particle. Converted to an odd number of pixels >= 3 and
@@ -275,16 +270,19 @@ def adaptive_threshold_watershed(
         ``method="adaptive_threshold_watershed"``; ``info`` holds ``block_size_px``,
         ``offset_noise``, ``sigma_px``, ``noise_std``, ``min_area_px``, ``split_h_px``.
     """
-    smoothed, pixel_size_nm, sigma_px, min_diameter_nm = _prepare(
-        image, pixel_size_nm, dark_particles, smooth_sigma_nm, min_diameter_nm
+    prepared = _prepare(image, pixel_size_nm, dark_particles, smooth_sigma_nm, min_diameter_nm)
+    block_size_nm = validate_pixel_size(
+        block_size_nm, argument="block_size_nm", quantity="a finite positive length in nm"
     )
-    block_size_nm = _validate_positive("block_size_nm", block_size_nm)
     try:
         offset_noise = float(offset_noise)
     except (TypeError, ValueError):
         raise TypeError(f"offset_noise must be a number, got {offset_noise!r}.") from None
     if not np.isfinite(offset_noise):
         raise ValueError(f"offset_noise must be finite, got {offset_noise!r}.")
+    if prepared.smoothed is None:
+        return _no_contrast(prepared, "adaptive_threshold_watershed")
+    smoothed, pixel_size_nm, sigma_px = prepared[:3]
     block_px = max(3, int(round(block_size_nm / pixel_size_nm)))
     largest_odd = max(3, max(smoothed.shape) | 1)
     block_px = min(block_px | 1, largest_odd)
@@ -292,17 +290,7 @@ def adaptive_threshold_watershed(
     local_mean = threshold_local(smoothed, block_size=block_px, method="gaussian", offset=0.0)
     threshold = local_mean + offset_noise * noise
     labels, probability, info = _segment(
-        smoothed,
-        threshold,
-        pixel_size_nm=pixel_size_nm,
-        sigma_px=sigma_px,
-        min_diameter_nm=min_diameter_nm,
-        split_touching=split_touching,
+        prepared, threshold, split_touching=split_touching, dark_particles=dark_particles
     )
-    info.update(
-        block_size_px=int(block_px),
-        offset_noise=offset_noise,
-        sigma_px=float(sigma_px),
-        dark_particles=bool(dark_particles),
-    )
-    return _finish(labels, probability, pixel_size_nm, "adaptive_threshold_watershed", info)
+    info.update(block_size_px=int(block_px), offset_noise=offset_noise)
+    return _finish(labels, probability, prepared, "adaptive_threshold_watershed", info)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from etem_helpers.io import as_path, replace_atomically, validate_pixel_size
 from etem_helpers.measure import PARTICLE_COLUMNS
 
 __all__ = ["AnalysisResult"]
@@ -80,17 +81,9 @@ class AnalysisResult:
             )
         self.probability = probability.astype(np.float32, copy=False)
 
-        try:
-            pixel_size_nm = float(self.pixel_size_nm)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"AnalysisResult.pixel_size_nm must be a number, got {self.pixel_size_nm!r}."
-            ) from None
-        if not np.isfinite(pixel_size_nm) or pixel_size_nm <= 0:
-            raise ValueError(
-                f"AnalysisResult.pixel_size_nm must be finite and > 0, got {self.pixel_size_nm!r}."
-            )
-        self.pixel_size_nm = pixel_size_nm
+        self.pixel_size_nm = validate_pixel_size(
+            self.pixel_size_nm, argument="AnalysisResult.pixel_size_nm"
+        )
 
         for name in ("pixel_size_source", "method"):
             value = getattr(self, name)
@@ -167,8 +160,8 @@ class AnalysisResult:
 
         Parameters
         ----------
-        path : str or pathlib.Path
-            Destination file; its folder must exist.
+        path : str or bytes or pathlib.Path
+            Destination file (e.g. ``"particles.csv"``); its folder must exist.
         overwrite : bool, optional
             Replace an existing file. Default False: an existing file is an error.
 
@@ -183,8 +176,20 @@ class AnalysisResult:
             If ``path`` exists and ``overwrite`` is False.
         FileNotFoundError
             If the folder of ``path`` does not exist.
+        IsADirectoryError
+            If ``path`` is empty or a folder.
+        TypeError
+            If ``path`` is not a path.
         """
-        path = Path(path)
+        if isinstance(path, str | bytes) and not path.strip():
+            raise IsADirectoryError(
+                "path is empty; give a file name for the particle table, e.g. 'particles.csv'."
+            )
+        path = as_path(path)
+        if path.is_dir():
+            raise IsADirectoryError(
+                f"{path} is a folder; give a file name inside it, e.g. {path / 'particles.csv'}."
+            )
         if path.exists() and not overwrite:
             raise FileExistsError(
                 f"{path} already exists; pass overwrite=True to replace it or choose another name."
@@ -193,5 +198,6 @@ class AnalysisResult:
             raise FileNotFoundError(
                 f"The folder {path.parent} does not exist; create it before writing {path.name}."
             )
-        self.particles.to_csv(path, index=False)
+        with replace_atomically(path) as tmp:  # an existing file survives a failed write
+            self.particles.to_csv(tmp, index=False)
         return path

@@ -38,9 +38,10 @@ def _check_settings(method: str, low_percentile: float, high_percentile: float) 
         )
 
 
-def _normalize_masked(values: np.ndarray, finite: np.ndarray, method, low_p, high_p) -> np.ndarray:
+def _normalize_masked(values: np.ndarray, finite: np.ndarray, method, low_p, high_p,
+                      dtype=np.float32) -> np.ndarray:
     """Normalisation of an image with non-finite pixels (set to 0; statistics of the rest)."""
-    out = np.zeros(values.shape, dtype=np.float32)
+    out = np.zeros(values.shape, dtype=dtype)
     if not finite.any():
         return out
     valid = values[finite].astype(np.float64)
@@ -80,6 +81,7 @@ def normalize_image(
     method: str = "percentile",
     low_percentile: float = 0.5,
     high_percentile: float = 99.5,
+    dtype=np.float32,
 ) -> np.ndarray:
     """Normalise intensities robustly, ignoring a few extreme pixels.
 
@@ -100,11 +102,13 @@ def normalize_image(
         1.4826 × MAD (the standard deviation for Gaussian data); not clipped.
     low_percentile, high_percentile : float
         Percentiles (0–100) used by ``"percentile"``.
+    dtype : {numpy.float32, numpy.float64}
+        Output type (the statistics are computed in float64 either way).
 
     Returns
     -------
     numpy.ndarray
-        float32 array with the shape of ``image``. A constant image gives zeros (no
+        ``dtype`` array (float32 by default) with the shape of ``image``. A constant image gives zeros (no
         division by zero, no NaN).
 
     Notes
@@ -113,11 +117,13 @@ def normalize_image(
     the median) and row chunks of temporaries, about 16 bytes per pixel in all.
     """
     _check_settings(method, low_percentile, high_percentile)
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise ValueError(f"dtype={dtype!r} must be numpy.float32 or numpy.float64.")
     image = np.asarray(image)
     finite = np.isfinite(image)
     if image.ndim != 2 or not finite.all():
-        return _normalize_masked(image, finite, method, low_percentile, high_percentile)
-    out = np.zeros(image.shape, dtype=np.float32)
+        return _normalize_masked(image, finite, method, low_percentile, high_percentile, dtype)
+    out = np.zeros(image.shape, dtype=dtype)
     if image.size == 0:
         return out
     work = image.astype(np.float64).ravel()

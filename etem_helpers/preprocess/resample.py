@@ -6,6 +6,8 @@ import numpy as np
 from scipy import ndimage
 from scipy import ndimage as ndi
 
+from etem_helpers.io import validate_pixel_size
+
 
 # --------------------------------------------------------------------------------------
 # Resampling to a common pixel size
@@ -62,14 +64,10 @@ def resample_to_pixel_size(
     image = np.asarray(image)
     if image.ndim != 2:
         raise ValueError(f"image must be 2-D (H, W); got shape {image.shape}.")
-    sizes = {"pixel_size_nm": pixel_size_nm, "target_pixel_size_nm": target_pixel_size_nm}
-    for name, value in sizes.items():
-        if not isinstance(value, int | float | np.number) or not np.isfinite(value) or value <= 0:
-            raise ValueError(
-                f"{name} must be a positive number of nm per pixel, got {value!r}. Read the "
-                "calibration from the file header (etem_helpers.io.read_micrograph) or pass it "
-                "explicitly; never assume 1 nm/px."
-            )
+    pixel_size_nm = validate_pixel_size(pixel_size_nm, argument="pixel_size_nm")
+    target_pixel_size_nm = validate_pixel_size(
+        target_pixel_size_nm, argument="target_pixel_size_nm"
+    )
     if is_label and not (np.issubdtype(image.dtype, np.integer) or image.dtype == bool):
         raise ValueError(f"is_label=True needs an integer or bool label map, got {image.dtype}.")
     if not 0 <= order <= 5:

@@ -1,6 +1,7 @@
 """Checks of the images given to the package: one place, one set of error types.
 
-* :func:`check_image`: a 2-D finite real array, or an error that says what to do.
+* :func:`check_image`: a 2-D finite real array, or an error that says what to do (defined in
+  :mod:`etem_helpers.io`, the lowest layer, so that writing a file checks images the same way).
 * :func:`read_input`: a file path or an array plus its pixel size, as every method takes them.
 * :func:`has_contrast`: whether a frame has anything to find (blank, saturated and hot-pixel
   frames do not).
@@ -14,65 +15,32 @@ from typing import Any
 import numpy as np
 
 from etem_helpers.io import (
-    EmptyImageError,
+    ImageTooSmallError,
     InvalidPixelSizeError,
-    InvalidPixelValuesError,
     Micrograph,
     NotAnImageError,
+    as_path,
+    check_image,
     read_micrograph,
     validate_pixel_size,
 )
 
-__all__ = ["MIN_CONTRAST_FRACTION", "check_image", "has_contrast", "read_input"]
+__all__ = [
+    "MIN_CONTRAST_FRACTION",
+    "MIN_IMAGE_SIDE_PX",
+    "ImageTooSmallError",
+    "check_image",
+    "has_contrast",
+    "read_input",
+]
 
 #: A frame has contrast when more than this fraction of its pixels differ from the rest.
 MIN_CONTRAST_FRACTION = 0.02
+#: Images analysed (:func:`read_input`) must be at least this many pixels on each side: a
+#: smaller one holds too little context to find particles in (and once gave 0 silently).
+MIN_IMAGE_SIDE_PX = 32
 #: :func:`has_contrast` looks at about this many pixels (a regular subsample).
 _CONTRAST_SAMPLE_PX = 1 << 16
-
-
-def check_image(image) -> np.ndarray:
-    """Return a 2-D finite float32 array or raise an error that says what to do."""
-    array = np.asarray(image)
-    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
-        raise TypeError(
-            f"image must hold real numbers; got dtype {array.dtype}. Pass a grey-level "
-            "micrograph (e.g. the float32 array from etem_helpers.io.read_micrograph)."
-        )
-    if np.iscomplexobj(array):
-        raise TypeError(
-            f"image is complex ({array.dtype}); pass a real image, e.g. np.abs(image)."
-        )
-    if array.ndim == 3 and array.shape[-1] in (3, 4):
-        raise NotAnImageError(
-            f"image has shape {array.shape}, which looks like an RGB(A) colour image; convert "
-            "it to grey (e.g. skimage.color.rgb2gray(image[..., :3])) or pass one channel "
-            "(image[..., 0])."
-        )
-    if array.ndim == 3:
-        raise NotAnImageError(
-            f"image has shape {array.shape}, a stack of {array.shape[0]} frames; choose a "
-            "frame (image[i]) or combine them (image.mean(axis=0)) and pass a 2-D array."
-        )
-    if array.ndim != 2:
-        raise NotAnImageError(
-            f"image must be a 2-D array (rows, columns); got {array.ndim} dimension(s) with "
-            f"shape {array.shape}."
-        )
-    if array.size == 0:
-        raise EmptyImageError(f"image is empty (shape {array.shape}); pass a non-empty image.")
-    array = array.astype(np.float32, copy=False)
-    if not np.isfinite(array).all():
-        n_nan = int(np.count_nonzero(np.isnan(array)))
-        n_inf = int(array.size - n_nan - np.count_nonzero(np.isfinite(array)))
-        raise InvalidPixelValuesError(
-            f"image contains {n_nan} NaN and {n_inf} infinite pixel(s) (of {array.size}); "
-            "replace them first, e.g. image = np.where(np.isfinite(image), image, "
-            "np.nanmedian(image)), or read the file with "
-            "read_micrograph(path, nan_policy='fill')."
-        )
-    return np.ascontiguousarray(array)
-
 
 
 def has_contrast(image: np.ndarray, *, min_fraction: float = MIN_CONTRAST_FRACTION) -> bool:
@@ -126,7 +94,14 @@ def read_input(image, pixel_size_nm: float | None = None) -> tuple[np.ndarray, f
         ``"argument"`` or ``"file:<where in the file>"``.
     file_info : dict
         ``path`` and ``format`` for a file, empty for an array.
+
+    Raises
+    ------
+    ImageTooSmallError
+        Fewer than :data:`MIN_IMAGE_SIDE_PX` pixels on a side (array or file).
     """
+    if isinstance(image, bytes):
+        image = as_path(image)
     if not isinstance(image, str | os.PathLike | Micrograph):
         if pixel_size_nm is None:
             raise InvalidPixelSizeError(
@@ -135,7 +110,7 @@ def read_input(image, pixel_size_nm: float | None = None) -> tuple[np.ndarray, f
                 "calibration is read from it. 1 nm/px is never assumed."
             )
         pixel_size_nm = validate_pixel_size(pixel_size_nm, argument="pixel_size_nm")
-        return check_image(image), pixel_size_nm, "argument", {}
+        return check_image(image, min_side_px=MIN_IMAGE_SIDE_PX), pixel_size_nm, "argument", {}
     if isinstance(image, Micrograph):
         micrograph = image if pixel_size_nm is None else image._replace(
             pixel_size_nm=validate_pixel_size(pixel_size_nm, argument="pixel_size_nm"),
@@ -162,4 +137,6 @@ def _from_micrograph(micrograph: Micrograph) -> tuple[np.ndarray, float, str, di
         "path": micrograph.metadata.get("path"),
         "format": micrograph.metadata.get("format"),
     }
-    return micrograph.image, float(micrograph.pixel_size_nm), source, file_info
+    name = f"the image in {micrograph.metadata.get('path')}"
+    array = check_image(micrograph.image, name=name, min_side_px=MIN_IMAGE_SIDE_PX)
+    return array, float(micrograph.pixel_size_nm), source, file_info

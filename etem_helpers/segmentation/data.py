@@ -12,7 +12,7 @@ import pandas as pd
 from scipy import ndimage
 
 from etem_helpers.datasets.folders import read_labels, read_manifest
-from etem_helpers.io import read_micrograph
+from etem_helpers.io import as_path, read_micrograph
 from etem_helpers.preprocess.normalize import normalize_image
 from etem_helpers.preprocess.resample import resample_to_pixel_size
 from etem_helpers.preprocess.tiles import _check_tile_args, _pad_to_tile, tile_positions
@@ -207,7 +207,7 @@ class SegmentationDataset(_TorchDataset):
         if mode == "random" and (int(tiles_per_image) != tiles_per_image or tiles_per_image < 1):
             raise ValueError(f"tiles_per_image must be a positive integer, got {tiles_per_image}.")
         _check_tile_args(tile_px, overlap_px)
-        self.dataset_dir = Path(dataset_dir)
+        self.dataset_dir = as_path(dataset_dir, argument="dataset_dir")
         self.tile_px = int(tile_px)
         self.mode = mode
         self.tiles_per_image = int(tiles_per_image)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from etem_helpers.measure import SPLIT_BLOCK_PX
+from etem_helpers.measure import SPLIT_BLOCK_PX, relabel_sequential
 from etem_helpers.preprocess.normalize import _row_chunks
 
 __all__ = ["filter_instances", "labels_to_targets", "split_instances"]
@@ -107,18 +107,9 @@ def _remove_small_and_relabel(labels: np.ndarray, min_size_px: int) -> np.ndarra
     labels = labels.astype(np.int64, copy=False)
     if labels.max(initial=0) == 0:
         return np.zeros(labels.shape, dtype=np.int32)
-    counts = np.bincount(labels.ravel())
-    keep = counts >= max(int(min_size_px), 1)
-    keep[0] = False
     # Order the surviving ids by their first pixel in raster order (deterministic, intuitive).
-    flat = labels.ravel()
-    first_index = np.full(counts.size, flat.size, dtype=np.int64)
-    np.minimum.at(first_index, flat, np.arange(flat.size))
-    kept_ids = np.flatnonzero(keep)
-    kept_ids = kept_ids[np.argsort(first_index[kept_ids], kind="stable")]
-    mapping = np.zeros(counts.size, dtype=np.int32)
-    mapping[kept_ids] = np.arange(1, kept_ids.size + 1, dtype=np.int32)
-    return mapping[labels]
+    keep = np.bincount(labels.ravel()) >= max(int(min_size_px), 1)
+    return relabel_sequential(labels, keep=keep, raster_order=True)
 
 
 def _label_unseeded(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -413,10 +404,7 @@ def filter_instances(
     keep = counts >= int(min_size_px)
     if sums is not None:
         keep &= sums / np.maximum(counts, 1) >= float(min_confidence)
-    keep[0] = False
-    mapping = np.zeros(n_ids, dtype=np.int32)
-    mapping[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    return mapping[labels]
+    return relabel_sequential(labels, keep=keep)
 
 
 

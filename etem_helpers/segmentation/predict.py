@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from etem_helpers.device import get_device, inference_precision
+from etem_helpers.io import check_image
 from etem_helpers.preprocess.tiles import TileStitcher, iter_tiles, tile_positions
 from etem_helpers.segmentation.model import _CLASSES, _size_multiple
 
@@ -143,18 +144,7 @@ def predict_probabilities(
     """
     import torch
 
-    image = np.asarray(image)
-    if image.ndim != 2:
-        raise ValueError(
-            f"`image` must be a 2-D array (H, W); got shape {image.shape}. Pass one grey-level "
-            "micrograph (convert RGB to grey first)."
-        )
-    if image.size == 0:
-        raise ValueError("`image` is empty.")
-    if not np.issubdtype(image.dtype, np.number) or np.iscomplexobj(image):
-        raise TypeError(f"`image` must be real-valued; got dtype {image.dtype}.")
-    if not np.all(np.isfinite(image)):
-        raise ValueError("`image` contains NaN or inf; fill or mask them before segmentation.")
+    work = check_image(image)  # 2-D, real, finite, float32 (the package's one image check)
     multiple = _size_multiple(model)
     if int(tile_px) != tile_px or tile_px < multiple or tile_px % multiple:
         raise ValueError(
@@ -166,10 +156,9 @@ def predict_probabilities(
     if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
         raise ValueError(f"batch_size={batch_size} must be a positive integer or None.")
 
-    tile_shape = inference_tile_shape(image.shape, tile_px=int(tile_px), multiple=multiple)
+    tile_shape = inference_tile_shape(work.shape, tile_px=int(tile_px), multiple=multiple)
     # An axis with a single (shrunk) tile has no overlap, so the clamp changes nothing there.
     overlap = min(int(overlap_px), min(tile_shape) - 1)
-    work = image.astype(np.float32, copy=False)
     stitcher = TileStitcher(work.shape, tile_px=tile_shape, overlap_px=overlap, n_channels=_CLASSES)
     n_tiles = len(tile_positions(work.shape, tile_px=tile_shape, overlap_px=overlap))
     torch_device = get_device(device)
@@ -254,10 +243,22 @@ def fuse_for_inference(network):
 # Tiles
 # --------------------------------------------------------------------------------------
 def auto_tile_px(shape, *, overlap_px: int, multiple: int, max_tile_px: int) -> int:
-    """Tile side (multiple of ``multiple``) that minimises the pixels sent to the network."""
+    """Tile side (multiple of ``multiple``) that minimises the pixels sent to the network.
+
+    Raises
+    ------
+    ValueError
+        ``overlap_px`` is not smaller than the largest tile considered (``max_tile_px``).
+    """
 
     best, best_cost = None, None
     top = max(multiple, max_tile_px - max_tile_px % multiple)
+    if overlap_px >= top:
+        raise ValueError(
+            f"overlap_px={overlap_px} must be smaller than the largest inference tile side "
+            f"({top} px); use an overlap of a few tens of pixels (default 64), or pass a "
+            "tile_px larger than overlap_px."
+        )
     low = min(top, max(multiple, _MIN_AUTO_TILE_PX))
     for tile in range(top, low - 1, -multiple):
         if tile <= overlap_px:

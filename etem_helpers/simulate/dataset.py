@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
+from ..io import as_path, write_micrograph
 from .micrograph import simulate_micrograph
 from .params import REGIMES, SimulationParams, sample_params
 
@@ -116,8 +116,6 @@ def _write_labels(path: Path, labels: np.ndarray, pixel_size_nm: float) -> None:
 
 def _make_one(task: tuple) -> tuple[dict, pd.DataFrame]:
     """Simulate and write image ``index`` (runs in a worker process when n_jobs > 1)."""
-    from ..io import write_micrograph
-
     index, out_dir, seed, regime, image_size_px, params = task
     out_dir = Path(out_dir)
     this_params, image_seed = image_params(
@@ -155,21 +153,61 @@ def _make_one(task: tuple) -> tuple[dict, pd.DataFrame]:
     return row, table
 
 
+#: The ``generator`` tag of ``dataset.json``: only folders carrying it are ever overwritten.
+GENERATOR_TAG = "etem_helpers.simulate.generate_dataset"
+
+
+def _own_files(out_dir: Path) -> list[Path]:
+    """The files a previous :func:`generate_dataset` wrote in ``out_dir`` (per its records).
+
+    Raises ``FileExistsError`` unless ``out_dir/dataset.json`` carries :data:`GENERATOR_TAG`.
+    """
+    refuse = (
+        f"{out_dir} is not empty and holds no dataset written by etem_helpers ({{why}}); "
+        "nothing was deleted. Choose an empty or new folder, or remove its files yourself."
+    )
+    try:
+        info = json.loads((out_dir / "dataset.json").read_text())
+    except FileNotFoundError:
+        raise FileExistsError(refuse.format(why="no dataset.json")) from None
+    except (OSError, ValueError) as error:
+        raise FileExistsError(refuse.format(why=f"dataset.json is unreadable: {error}")) from None
+    if not isinstance(info, dict) or info.get("generator") != GENERATOR_TAG:
+        raise FileExistsError(refuse.format(why=f"dataset.json lacks generator={GENERATOR_TAG!r}"))
+    files = [out_dir / name for name in _FILES]
+    manifest_path = out_dir / "manifest.csv"
+    if manifest_path.is_file():
+        try:
+            manifest = pd.read_csv(manifest_path, usecols=["image_path", "labels_path"])
+        except (ValueError, OSError) as error:
+            raise FileExistsError(
+                f"{manifest_path} is unreadable ({error}), so which files the dataset owns is "
+                "unknown; nothing was deleted. Choose another folder."
+            ) from None
+        for relative in pd.concat([manifest["image_path"], manifest["labels_path"]]).dropna():
+            candidate = (out_dir / str(relative)).resolve()
+            if candidate.parent.parent == out_dir.resolve() and candidate.parent.name in _DIRS:
+                files.append(candidate)  # only images/<file> and labels/<file>
+    return files
+
+
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Refuse a non-empty ``out_dir``, or with ``overwrite`` remove only the dataset's own files."""
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"out_dir {out_dir} exists and is not a directory.")
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"Dataset directory {out_dir} exists and is not empty; pass overwrite=True to "
-                "replace the dataset in it, or choose another directory."
-            )
-        # remove only what a previous run wrote
-        for name in _FILES:
-            (out_dir / name).unlink(missing_ok=True)
-        for name in _DIRS:
-            if (out_dir / name).is_dir():
-                shutil.rmtree(out_dir / name)
+    if not (out_dir.is_dir() and any(out_dir.iterdir())):
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"Dataset directory {out_dir} exists and is not empty; pass overwrite=True to "
+            "replace the dataset in it, or choose another directory."
+        )
+    for path in _own_files(out_dir):
+        path.unlink(missing_ok=True)
+    for name in _DIRS:
+        folder = out_dir / name
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def generate_dataset(
@@ -201,8 +239,12 @@ def generate_dataset(
     n_jobs : int
         Worker processes (1 = in this process).
     overwrite : bool
-        Replace a dataset in a non-empty ``out_dir`` (only the dataset's own files and
-        folders are removed). Otherwise a non-empty directory raises ``FileExistsError``.
+        Replace a dataset that :func:`generate_dataset` wrote in ``out_dir`` (its
+        ``dataset.json`` carries :data:`GENERATOR_TAG`): only the files listed in its records
+        (``dataset.json``, ``manifest.csv``, ``particles.csv`` and the manifest's images and
+        labels) are removed, never anything else. A non-empty folder holding no such dataset
+        raises ``FileExistsError`` even with ``overwrite=True``; without ``overwrite`` any
+        non-empty folder does.
     progress : bool
         Show a tqdm progress bar.
     params : SimulationParams, optional
@@ -238,7 +280,7 @@ def generate_dataset(
         or not 64 <= image_size_px <= 4096
     ):
         raise ValueError(f"image_size_px must be an integer in [64, 4096], got {image_size_px!r}.")
-    out_dir = Path(out_dir)
+    out_dir = as_path(out_dir, argument="out_dir")
     _check_out_dir(out_dir, overwrite)
     for name in _DIRS:
         (out_dir / name).mkdir(parents=True, exist_ok=True)
@@ -273,7 +315,7 @@ def generate_dataset(
     particles = pd.concat(non_empty, ignore_index=True) if non_empty else tables[0]
     particles.to_csv(out_dir / "particles.csv", index=False)
     info = {
-        "generator": "etem_helpers.simulate.generate_dataset",
+        "generator": GENERATOR_TAG,
         "generator_version": __version__,
         "simulator_revision": SIMULATOR_REVISION,
         "arguments": {
@@ -303,7 +345,7 @@ def load_manifest(out_dir: str | os.PathLike) -> pd.DataFrame:
     pandas.DataFrame
         One row per micrograph.
     """
-    path = Path(out_dir) / "manifest.csv"
+    path = as_path(out_dir, argument="out_dir") / "manifest.csv"
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: {out_dir} is not a simulated dataset. Create one with "
