@@ -35,11 +35,20 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, OSError, MicrographError, CheckpointError, RealDataUnavailableError)
 
 
+#: Keyword arguments that the commands take as options: named as options in error messages.
+_OPTIONS = ("overwrite", "n_images", "image_size_px", "n_jobs", "seed", "regime",
+            "pixel_size_nm", "epochs", "device")
+
+
 def _as_flags(message: str) -> str:
-    """Python keyword arguments named in a message, as the command line spells them."""
-    message = re.sub(r"\boverwrite=True\b", "--overwrite", message)
-    return re.sub(r"\b(pixel_size_nm)=", lambda m: "--" + m.group(1).replace("_", "-") + " ",
-                  message)
+    """An error message in command-line terms: ``--option`` instead of ``option=True``, one line."""
+    text = " ".join(message.split())
+    for argument in _OPTIONS:
+        option = "--" + argument.replace("_", "-")
+        text = re.sub(rf"\b{argument}=True\b", option, text)
+        text = re.sub(rf"\b{argument} must\b", f"{option} must", text)
+        text = re.sub(rf"\b{argument}=", f"{option} ", text)
+    return text
 
 
 def run_guarded(function: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None,
@@ -53,8 +62,7 @@ def run_guarded(function: Callable[[Sequence[str] | None], int], argv: Sequence[
     except _user_errors() as error:
         if os.environ.get("ETEM_DEBUG"):
             raise
-        text = " ".join(str(error).split()) or type(error).__name__
-        print(f"{prog}: error: {_as_flags(text)}", file=sys.stderr)
+        print(f"{prog}: error: {_as_flags(str(error)) or type(error).__name__}", file=sys.stderr)
         return 2
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 
 from etem_helpers._version import __version__
 from etem_helpers.device import get_device
+from etem_helpers.io import replace_atomically, validate_pixel_size
 from etem_helpers.preprocess.normalize import Normalization
 from etem_helpers.segmentation.model import PRESETS, _preset_kwargs, build_unet
 from etem_helpers.segmentation.postprocess import postprocess_settings
@@ -111,17 +111,14 @@ class ModelCard:
         _preset_kwargs(self.preset)
         if isinstance(self.normalization, Mapping):
             object.__setattr__(self, "normalization", Normalization.from_dict(self.normalization))
-        if not (isinstance(self.pixel_size_nm, int | float | np.number) and self.pixel_size_nm > 0):
-            raise ValueError(
-                f"pixel_size_nm={self.pixel_size_nm!r} must be a positive number (nm/px)."
-            )
+        object.__setattr__(self, "pixel_size_nm",
+                           validate_pixel_size(self.pixel_size_nm, argument="pixel_size_nm"))
         low, high = (float(v) for v in self.pixel_size_range_nm)
         if not 0 < low <= high:
             raise ValueError(
                 f"pixel_size_range_nm={self.pixel_size_range_nm!r} must be (low, high) with "
                 "0 < low <= high."
             )
-        object.__setattr__(self, "pixel_size_nm", float(self.pixel_size_nm))
         object.__setattr__(self, "pixel_size_range_nm", (low, high))
         object.__setattr__(self, "tile_px", int(self.tile_px))
         if self.postprocess:
@@ -146,21 +143,6 @@ class ModelCard:
         """The card from a checkpoint's plain metadata (unknown entries are ignored)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in meta.items() if k in names})
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    """Write to a temporary file beside ``path``, then rename: never a half-written file."""
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp_name)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
 
 
 def save_checkpoint(
@@ -211,7 +193,8 @@ def save_checkpoint(
         **card.to_dict(),
         "state_dict": state_dict,
     }
-    _atomic_torch_save(checkpoint, path)
+    with replace_atomically(path) as tmp:
+        torch.save(checkpoint, tmp)
     return path
 
 
