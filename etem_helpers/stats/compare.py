@@ -451,7 +451,7 @@ def _markdown(summary, dist_rows, tables, quantity, confidence) -> str:
 
 
 def _equivalence_markdown(equivalence: pd.DataFrame, quantity: str, note: str) -> str:
-    lines = ["## Equivalence to the reference (TOST on per-image mean differences)", ""]
+    lines = ["", "## Equivalence to the reference (TOST on per-image mean differences)", ""]
     if note:
         lines += [f"Margin: {note}", ""]
     lines += ["| method | margin | mean difference | 90 % interval | p (TOST) | equivalent |",
