@@ -159,3 +159,20 @@ def test_compare_command_help_and_errors(tmp_path):
         compare_command(["--out", str(tmp_path / "r")])
     with pytest.raises(FileNotFoundError, match="--dataset"):
         compare_command(["--dataset", str(tmp_path / "none"), "--out", str(tmp_path / "r")])
+
+
+def test_compare_command_on_the_real_sample(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "real" / "msa-em-sintering"
+    if not shared.is_dir():
+        pytest.skip("the shared real sample is not beside the project")
+    monkeypatch.setenv("ETEM_DATA_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "report"
+    assert compare_command(["--real", "--real-source", str(shared), "--max-images", "2",
+                            "--methods", "otsu_watershed", "--out", str(out),
+                            "--n-resamples", "100"]) == 0
+    det = pd.read_csv(out / "detections.csv")
+    assert sorted(det["image"]) == ["image_5", "image_6"]  # evaluation ids only
+    assert (det["pixel_size_nm"] == 0.5).all()
+    assert "+-1 px = +-0.5 nm" in (out / "summary.md").read_text()
