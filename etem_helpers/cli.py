@@ -1,4 +1,4 @@
-"""The ``etem`` command (``python -m etem_helpers``): simulate | train | finetune | analyze | course.
+"""The ``etem`` command (``python -m etem_helpers``): simulate | train | finetune | analyze | compare | course.
 
 Each sub-command is the command-line face of one package function; ``etem <command> --help``
 lists its options. A user error (a missing file, a bad value, an output that exists) ends the
@@ -22,6 +22,7 @@ COMMANDS = {
     "train": "train the segmentation U-Net from a JSON configuration",
     "analyze": "find and measure the particles of micrograph files (CSV + overlay PNG each)",
     "finetune": "adapt the segmentation model to a few of your own annotated micrographs",
+    "compare": "compare methods against reference outlines: tables, figures and a summary",
     "course": "run, strip or check the course notebooks",
 }
 
@@ -134,6 +135,8 @@ def _command(name: str) -> Callable[[Sequence[str] | None], int]:
         from etem_helpers.segmentation.train import main
     elif name == "finetune":
         from etem_helpers.segmentation.finetune import main
+    elif name == "compare":
+        from etem_helpers.stats.cli import compare_command as main
     elif name == "course":
         from etem_helpers.course import main
     else:

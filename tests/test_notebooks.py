@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from etem_helpers import course, real_data
+from etem_helpers import course
+from etem_helpers.datasets import real as real_data
 
 # The shared real sample beside the project (as in conftest.py's SHARED_REAL).
 SHARED_REAL = Path(__file__).resolve().parents[2] / "shared" / "real" / "msa-em-sintering"
@@ -144,10 +145,40 @@ def _check_03(results):
         assert Path(path).is_file(), path
 
 
+def _check_06(results):
+    sim = results["simulated"]
+    assert sim["seed"] != sim["training_seed"]
+    assert {"U-Net", "Otsu", "adaptive threshold"} <= set(sim["methods"])
+    big, small = results["pvalue_demo"]
+    assert big["particles"] == 10_000 and big["t-test p"] < 1e-3
+    assert big["equivalent within ±0.5 nm (TOST)"] is True
+    assert small["t-test p"] > big["t-test p"]
+    for method, scores in results["detection"].items():
+        for k in ("precision", "recall", "f1"):
+            if scores[k] is not None and math.isfinite(scores[k]):
+                assert 0.0 <= scores[f"{k}_low"] <= scores[k] <= scores[f"{k}_high"] <= 1.0, (method, k)
+    for key, row in results["summary"].items():
+        if all(v is not None and math.isfinite(v) for v in row.values()) and not key.endswith(("loa_low",
+                                                                                               "loa_high")):
+            assert row["ci_low"] <= row["estimate"] <= row["ci_high"], key
+    assert results["budget"]["expanded"] >= results["budget"]["combined"] > 0
+    assert results["real_available"] == SHARED_REAL.is_dir()
+    if results["real_available"]:
+        real = results["real"]
+        assert real["margin_nm"] == results["real_pixel_size_nm"]  # +-1 px
+        lo, hi = real["ci90_nm"]
+        assert lo <= real["mean_difference_nm"] <= hi
+        assert real["equivalent"] == (-real["margin_nm"] < lo and hi < real["margin_nm"])
+        assert ("NOT equivalent" in results["real_statement"]) != real["equivalent"]
+        assert "agreement_real" in results["figures"]
+    for name in ("pvalue_vs_n", "agreement_simulated", "size_distributions", "forest"):
+        assert Path(results["figures"][name]).is_file(), name
+
+
 # One check per notebook number: a notebook without a check fails, so none runs unchecked.
-CHECKS = {"00": _check_00, "01": _check_01, "03": _check_03}
+CHECKS = {"00": _check_00, "01": _check_01, "03": _check_03, "06": _check_06}
 # Optional preparation per notebook number, called with the data_dir before it runs.
-PREPARE = {"01": _prepare_01, "03": _prepare_01}
+PREPARE = {"01": _prepare_01, "03": _prepare_01, "06": _prepare_01}
 
 
 @pytest.mark.notebook

@@ -28,7 +28,7 @@ Notes for notebook 06: what each statistic answers, and what it does not.
 * **Uncertainty budget** (:func:`uncertainty_budget`): how well the reported mean
   diameter is known and which component (calibration, edge definition, counting,
   per-particle) dominates.
-* **Comparison runner and report** (:func:`compare_methods`,
+* **Comparison runner and report** (:func:`compare_on_dataset`, :func:`compare_methods`,
   :func:`summarize_comparison`, :func:`write_report`): one tidy table of all methods
   against a reference, and a folder of CSV, PNG and Markdown a user can keep.
 
@@ -57,6 +57,7 @@ from .compare import (
     ComparisonImage,
     ComparisonTables,
     compare_methods,
+    equivalence_table,
     summarize_comparison,
     write_report,
 )
@@ -75,8 +76,10 @@ from .paired import (
     paired_t_test,
     wilcoxon_signed_rank,
 )
+from .runner import METHOD_BUILDERS, compare_on_dataset, default_methods
 
 __all__ = [
+    "METHOD_BUILDERS",
     "BlandAltmanResult",
     "ComparisonImage",
     "ComparisonTables",
@@ -93,6 +96,9 @@ __all__ = [
     "bootstrap_interval",
     "cluster_bootstrap",
     "compare_methods",
+    "compare_on_dataset",
+    "default_methods",
+    "equivalence_table",
     "deming",
     "detection_intervals",
     "holm",

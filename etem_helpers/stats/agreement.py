@@ -514,8 +514,9 @@ def tost(measured, reference=None, *, margin, alpha: float = 0.05, groups=None) 
         raise ValueError(f"need at least 2 differences, got {n}.")
     mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(n))
     df = n - 1
-    p_low = float(_sps.t.sf((mean - low) / se, df))
-    p_high = float(_sps.t.cdf((mean - high) / se, df))
+    with np.errstate(divide="ignore", invalid="ignore"):  # se 0: identical differences
+        p_low = float(_sps.t.sf(np.float64(mean - low) / se, df))
+        p_high = float(_sps.t.cdf(np.float64(mean - high) / se, df))
     t = _sps.t.ppf(1 - alpha, df)
     p = max(p_low, p_high)
     return TostResult(

@@ -22,7 +22,7 @@ import pandas as pd
 from etem_helpers.measure import measure_particles
 from etem_helpers.metrics import match_instances
 
-from .agreement import bland_altman
+from .agreement import bland_altman, tost
 from .bootstrap import cluster_bootstrap, detection_intervals
 from .distributions import ks_two_sample, wasserstein_nm
 
@@ -31,6 +31,7 @@ __all__ = [
     "ComparisonTables",
     "QUANTITIES",
     "compare_methods",
+    "equivalence_table",
     "summarize_comparison",
     "write_report",
     "REPORT_MARKER",
@@ -56,12 +57,18 @@ class ComparisonImage:
         Instance labels of each method, keyed by method name.
     pixel_size_nm : float
         Pixel size of the image (nm/px).
+    measurements : mapping of str to pandas.DataFrame, optional
+        A method's own particle table (``particle_id``, ``touches_border`` and the compared
+        quantities), used instead of :func:`etem_helpers.measure.measure_particles` on its
+        labels: for sizing estimators (contour, FeatureNet) that measure the same particles
+        differently. Methods not named here are measured from their labels.
     """
 
     image_id: str
     reference_labels: np.ndarray
     predictions: Mapping[str, np.ndarray]
     pixel_size_nm: float
+    measurements: Mapping[str, pd.DataFrame] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -171,7 +178,9 @@ def compare_methods(
         true_tab = measure_particles(img.reference_labels, img.pixel_size_nm)
         for method, labels in img.predictions.items():
             match = match_instances(labels, img.reference_labels, iou_threshold=iou_threshold)
-            pred_tab = measure_particles(labels, img.pixel_size_nm)
+            pred_tab = img.measurements.get(method)
+            if pred_tab is None:
+                pred_tab = measure_particles(labels, img.pixel_size_nm)
             wide = _pairs_frame(pred_tab, true_tab, match, quantities)
             wide.insert(0, "method", method)
             wide.insert(0, "image", str(img.image_id))
@@ -264,6 +273,66 @@ def summarize_comparison(
                          "ci_low": ci[0], "ci_high": ci[1], "n": ba.n, "n_images": n_img,
                          "interval": "exact normal (particles independent)"})
     return pd.DataFrame(rows)
+
+
+def equivalence_table(
+    tables: ComparisonTables,
+    margin: float | tuple[float, float],
+    *,
+    quantity: str = "diameter_nm",
+    alpha: float = 0.05,
+    exclude_border: bool = True,
+) -> pd.DataFrame:
+    """TOST equivalence of each method's mean difference to the reference, image by image.
+
+    Runs :func:`etem_helpers.stats.tost` with ``groups=image`` on the matched pairs, so the
+    test uses one mean difference per image (particles of one image are not independent).
+
+    Parameters
+    ----------
+    tables : ComparisonTables
+        From :func:`compare_methods`.
+    margin : float or (float, float)
+        Equivalence margin in the unit of ``quantity`` (nm for ``diameter_nm``), stated
+        before looking at the data: ``m`` means ``(-m, m)``.
+    quantity : str, optional
+        Compared quantity. Default ``"diameter_nm"``.
+    alpha : float, optional
+        Level of each one-sided test (the interval shown is ``1 - 2 alpha``).
+    exclude_border : bool, optional
+        Leave out pairs cut by the image edge.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method: ``method``, ``margin_low``, ``margin_high``, ``estimate`` (mean
+        of the per-image mean differences), ``ci_low``, ``ci_high``, ``pvalue``,
+        ``equivalent``, ``n_images``, ``n_pairs``. Methods with fewer than 2 images of
+        matched pairs get NaN and ``equivalent=False``.
+    """
+    q = tables.particles
+    q = q[(q["quantity"] == quantity) & q["matched"]]
+    if exclude_border:
+        q = q[~q["touches_border"]]
+    q = q[np.isfinite(q["measured"]) & np.isfinite(q["reference"])]
+    rows = []
+    for method in tables.methods:
+        sub = q[q["method"] == method]
+        row = {"method": method, "n_images": int(sub["image"].nunique()), "n_pairs": len(sub)}
+        if row["n_images"] >= 2:
+            res = tost(sub["measured"], sub["reference"], margin=margin, alpha=alpha,
+                       groups=sub["image"].to_numpy())
+            row.update(margin_low=res.margin_low, margin_high=res.margin_high,
+                       estimate=res.estimate, ci_low=res.ci_low, ci_high=res.ci_high,
+                       pvalue=res.pvalue, equivalent=res.equivalent)
+        else:
+            low, high = (-abs(margin), abs(margin)) if np.ndim(margin) == 0 else margin
+            row.update(margin_low=float(low), margin_high=float(high), estimate=np.nan,
+                       ci_low=np.nan, ci_high=np.nan, pvalue=np.nan, equivalent=False)
+        rows.append(row)
+    columns = ["method", "margin_low", "margin_high", "estimate", "ci_low", "ci_high",
+               "pvalue", "equivalent", "n_images", "n_pairs"]
+    return pd.DataFrame(rows)[columns]
 
 
 # ---------------------------------------------------------------------------------------
@@ -381,6 +450,22 @@ def _markdown(summary, dist_rows, tables, quantity, confidence) -> str:
     return "\n".join(lines)
 
 
+def _equivalence_markdown(equivalence: pd.DataFrame, quantity: str, note: str) -> str:
+    lines = ["", "## Equivalence to the reference (TOST on per-image mean differences)", ""]
+    if note:
+        lines += [f"Margin: {note}", ""]
+    lines += ["| method | margin | mean difference | 90 % interval | p (TOST) | equivalent |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for r in equivalence.itertuples():
+        lines.append(f"| {r.method} | [{r.margin_low:.4g}, {r.margin_high:.4g}] | "
+                     f"{r.estimate:.4g} | [{r.ci_low:.4g}, {r.ci_high:.4g}] | {r.pvalue:.3g} | "
+                     f"{'yes' if r.equivalent else 'no'} |")
+    lines += ["", f"Equivalent means: the 90 % interval of the mean `{quantity}` difference "
+              "lies inside the margin (two one-sided tests at 5 %), with one mean difference "
+              "per image.", ""]
+    return "\n".join(lines)
+
+
 def write_report(
     tables: ComparisonTables,
     out_dir,
@@ -389,6 +474,8 @@ def write_report(
     n_resamples: int = 2000,
     confidence: float = 0.95,
     seed=0,
+    margin: float | tuple[float, float] | None = None,
+    margin_note: str = "",
 ) -> dict[str, Path]:
     """Write CSV tables, PNG figures and a Markdown summary of a comparison.
 
@@ -401,19 +488,28 @@ def write_report(
         :data:`REPORT_MARKER`). Files it did not write are never overwritten.
     quantity, n_resamples, confidence, seed
         As in :func:`summarize_comparison`.
+    margin : float or (float, float), optional
+        Equivalence margin in the unit of ``quantity``; if given, also writes
+        ``equivalence.csv`` (:func:`equivalence_table` at alpha 0.05, a 90 % interval)
+        and a section of the Markdown summary.
+    margin_note : str, optional
+        Why this margin (written into the summary).
 
     Returns
     -------
     dict of str to Path
         What was written: ``particles``, ``detections``, ``summary``,
         ``distributions`` (CSV), ``forest``, ``size_distributions`` and
-        ``bland_altman:<method>`` (PNG), ``markdown``.
+        ``bland_altman:<method>`` (PNG), ``markdown``, and ``equivalence`` (CSV) with
+        a margin.
     """
     out = Path(out_dir)
     names = {"particles": "particles.csv", "detections": "detections.csv",
              "summary": "summary.csv", "distributions": "distributions.csv",
              "forest": "forest.png", "size_distributions": "size_distributions.png",
              "markdown": "summary.md"}
+    if margin is not None:
+        names["equivalence"] = "equivalence.csv"
     for m in tables.methods:
         names[f"bland_altman:{m}"] = f"bland_altman_{_safe_name(m)}.png"
     marker = _claim_folder(out, list(names.values()))
@@ -441,7 +537,11 @@ def write_report(
     _plot_forest(summary, out / names["forest"])
     _plot_distributions(tables.particles, tables.methods, quantity,
                         out / names["size_distributions"])
-    (out / names["markdown"]).write_text(
-        _markdown(summary, dist_rows, tables, quantity, confidence))
+    text = _markdown(summary, dist_rows, tables, quantity, confidence)
+    if margin is not None:
+        equivalence = equivalence_table(tables, margin, quantity=quantity)
+        equivalence.to_csv(out / names["equivalence"], index=False)
+        text += _equivalence_markdown(equivalence, quantity, margin_note)
+    (out / names["markdown"]).write_text(text)
     (out / REPORT_MARKER).write_text(json.dumps(marker, indent=1))
     return {k: out / v for k, v in names.items() if (out / v).exists()}
