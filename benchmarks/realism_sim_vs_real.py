@@ -25,13 +25,13 @@ import tempfile
 import time
 
 import numpy as np
+
 from etem_helpers.datasets.real import (
     SINTERING_CALIBRATION_IDS,
     SINTERING_EVALUATION_IDS,
     load_sintering,
     populate_cache_from,
 )
-
 from etem_helpers.realism import compare_image_sets
 from etem_helpers.simulate import sample_params, simulate_micrograph
 
