@@ -166,7 +166,7 @@ def build_dataset(config: DatasetConfig, *, progress: bool = False) -> ParticleD
     n = len(rows)
     groschner = np.full((n, len(GROSCHNER_FEATURES)), np.nan)
     physics = np.full((n, len(PHYSICS_FEATURES)), np.nan)
-    patches = np.zeros((n, 48, 48), dtype=np.float32)
+    patches = np.zeros((n, 2, 48, 48), dtype=np.float32)
     for i, rec in enumerate(feats):
         if rec["groschner"] is not None:
             groschner[i], physics[i], patches[i] = rec["groschner"], rec["physics"], rec["patch"]
@@ -251,7 +251,7 @@ def choose_threshold(probability, y_true) -> float:
 
 @dataclass(frozen=True)
 class CNNConfig:
-    """Small CNN on the 48 x 48 FFT patch."""
+    """Small CNN on the 2 x 48 x 48 patch (FFT and lattice image, see ``fft_patch``)."""
 
     epochs: int = 25
     batch_size: int = 64
@@ -266,7 +266,7 @@ def _cnn(channels: int):
 
     c = channels
     return nn.Sequential(
-        nn.Conv2d(1, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(2, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(c, 2 * c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(2 * c, 4 * c, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
         nn.Flatten(), nn.Linear(4 * c, 1),
@@ -278,7 +278,7 @@ def train_cnn(patches, y, config: CNNConfig | None = None):
 
     Parameters
     ----------
-    patches : array_like, shape (n, 48, 48)
+    patches : array_like, shape (n, 2, 48, 48)
     y : array_like of bool
     config : CNNConfig, optional
 
@@ -292,7 +292,7 @@ def train_cnn(patches, y, config: CNNConfig | None = None):
     cfg = config or CNNConfig()
     torch.manual_seed(cfg.seed)
     gen = np.random.default_rng(cfg.seed)
-    x = torch.from_numpy(np.asarray(patches, dtype=np.float32)[:, None])
+    x = torch.from_numpy(np.asarray(patches, dtype=np.float32))
     t = torch.from_numpy(np.asarray(y, dtype=np.float32))
     model = _cnn(cfg.channels)
     pos = float(t.sum())
@@ -322,7 +322,7 @@ def predict_cnn(model, patches) -> np.ndarray:
     import torch
 
     with torch.no_grad():
-        x = torch.from_numpy(np.asarray(patches, dtype=np.float32)[:, None])
+        x = torch.from_numpy(np.asarray(patches, dtype=np.float32))
         return torch.sigmoid(model(x).squeeze(1)).numpy().astype(np.float64)
 
 

@@ -48,6 +48,7 @@ PHYSICS_FEATURES = (
     "n_spots", "n_spots_strong", "n_directions", "zone_110", "log_snr_1", "snr_ratio_2",
     "snr_ratio_3", "n_fringes", "streak_max", "streak_mean", "gpa_coherence_min",
     "gpa_coherence_max", "gpa_mode_fraction_min", "gpa_amplitude_cv_max", "gpa_jump_deg",
+    "step_gain_max", "step_jump_deg", "step_amplitude_log_ratio", "step_gain_second",
 )
 
 
@@ -208,6 +209,59 @@ def _gpa_stats(spec: ParticleSpectrum, spot: BraggSpot) -> tuple[float, float, f
     return coherence, mode_fraction, cv, jump
 
 
+def _step_fit(phase, amplitude, inside, yy, xx, normal_angles) -> np.ndarray:
+    """Best two-domain split of a GPA map along each candidate fault normal.
+
+    The particle is cut by a line normal to ``n`` at every position (10-90 % of its pixels);
+    on each side the amplitude-weighted mean phasor is formed. Returns, for the best cut over
+    all normals, the coherence gain ``(|Z1| + |Z2| - |Z|) / sum(a)`` (0 for a uniform phase,
+    up to 0.5 for two domains 120 deg apart), the phase jump between the sides (deg) and
+    |log| of the ratio of their mean amplitudes (a twin removes a reflection from one side).
+    """
+    z = (amplitude * np.exp(1j * phase))[inside]
+    a = amplitude[inside]
+    total_a = a.sum()
+    best = (0.0, 0.0, 0.0)
+    if z.size < 20 or total_a <= 0:
+        return np.array(best)
+    z_total = abs(z.sum())
+    for angle in normal_angles:
+        u = yy[inside] * -math.sin(angle) + xx[inside] * math.cos(angle)
+        order = np.argsort(u, kind="stable")
+        cz = np.cumsum(z[order])
+        ca = np.cumsum(a[order])
+        lo, hi = int(0.1 * z.size), int(0.9 * z.size)
+        z1, z2 = cz[lo:hi], cz[-1] - cz[lo:hi]
+        gain = (np.abs(z1) + np.abs(z2) - z_total) / total_a
+        k = int(np.argmax(gain))
+        if gain[k] > best[0]:
+            n1 = lo + k + 1
+            m1 = ca[lo + k] / n1
+            m2 = (ca[-1] - ca[lo + k]) / max(z.size - n1, 1)
+            jump = abs(math.degrees(np.angle(z2[k] * np.conj(z1[k]))))
+            best = (float(gain[k]), jump, abs(math.log(max(m1, 1e-12) / max(m2, 1e-12))))
+    return np.array(best)
+
+
+def _step_features(spec: ParticleSpectrum, spots: list[BraggSpot], n_gpa: int) -> np.ndarray:
+    """Two-domain split features over the GPA maps of the strongest spots (see _step_fit)."""
+    g_min = min(math.hypot(s.ky_px, s.kx_px) for s in spots[:n_gpa])
+    edge_px = int(math.ceil(1.0 / (2.0 * math.pi * 0.25 * g_min)))
+    inside = ndimage.binary_erosion(spec.window > 0.5 * spec.window.max(), iterations=edge_px)
+    yy, xx = np.indices(spec.crop.shape)
+    # candidate normals: directions of the strongest reflections (image y points down)
+    normals = [math.atan2(-s.ky_px, s.kx_px) for s in spots[:n_gpa]]
+    fits = []
+    for spot in spots[:n_gpa]:
+        phase, amplitude = gpa_phase(spec, spot)
+        fits.append(_step_fit(phase, amplitude, inside, -yy, xx, normals))
+    fits = np.array(fits)
+    order = np.argsort(-fits[:, 0])
+    first = fits[order[0]]
+    second = fits[order[1], 0] if len(order) > 1 else 0.0
+    return np.array([first[0], first[1], fits[:, 2].max(), second])
+
+
 def _n_directions(spots: list[BraggSpot], tol_deg: float = 5.0) -> int:
     angles = sorted(s.angle_deg for s in spots)
     if not angles:
@@ -259,7 +313,11 @@ def physics_features(spec: ParticleSpectrum, spots: list[BraggSpot], pixel_size_
         )
         streaks = [_streak_anisotropy(spec, s) for s in spots[:6]]
         out.update(streak_max=float(max(streaks)), streak_mean=float(np.mean(streaks)))
-        stats = np.array([_gpa_stats(spec, s) for s in spots[:n_gpa]])
+        # GPA on the low-order reflections ({111}, {200}): higher orders ({220}) are
+        # dominated by thickness and defocus contrast changes, not by the stacking
+        k0 = spots[0].k_per_nm
+        low = [s for s in spots if s.k_per_nm <= 1.25 * k0] or spots[:1]
+        stats = np.array([_gpa_stats(spec, s) for s in low[:n_gpa]])
         out.update(
             gpa_coherence_min=float(stats[:, 0].min()),
             gpa_coherence_max=float(stats[:, 0].max()),
@@ -267,39 +325,61 @@ def physics_features(spec: ParticleSpectrum, spots: list[BraggSpot], pixel_size_
             gpa_amplitude_cv_max=float(stats[:, 2].max()),
             gpa_jump_deg=float(stats[:, 3].max()),
         )
+        step = _step_features(spec, low, max(n_gpa, 4))
+        out.update(step_gain_max=step[0], step_jump_deg=step[1],
+                   step_amplitude_log_ratio=step[2], step_gain_second=step[3])
     return np.array([out[name] for name in PHYSICS_FEATURES], dtype=np.float64)
 
 
 def fft_patch(spec: ParticleSpectrum, spots: list[BraggSpot], *, size: int = 48,
-              extent: float = 1.6) -> np.ndarray:
-    """CNN input: log(power / background) around the origin, in units of the strongest spot.
+              extent: float = 1.6, px_per_fringe: float = 2.5) -> np.ndarray:
+    """CNN input: the FFT and the lattice image of a particle, normalised by its fringes.
+
+    Channel 0: log(power / background) around the origin, in units of the strongest
+    spot's |g| (half-width ``extent``). Channel 1: the windowed crop resampled to
+    ``px_per_fringe`` pixels per strongest fringe around the particle's centre, divided by
+    its standard deviation. Both are rotated so that the strongest spot lies along +x (its
+    fringes vertical), so a mirror of both channels about the horizontal axis is again a
+    valid input.
 
     Parameters
     ----------
     spec : ParticleSpectrum
     spots : list of BraggSpot
-        Strongest first; without spots the raw frequency grid is used (extent 0.25 cycles/px).
+        Strongest first; without spots the raw grids are used (0.25 cycles/px).
     size : int
         Output side.
     extent : float
-        Half-width of the patch in units of the strongest spot's |g|.
+        Half-width of the FFT channel in units of |g|.
+    px_per_fringe : float
+        Sampling of the image channel.
 
     Returns
     -------
     numpy.ndarray
-        float32 ``(size, size)``, rotated so that the strongest spot lies along +x.
+        float32 ``(2, size, size)``.
     """
     c = spec.n // 2
     if spots:
-        g = math.hypot(spots[0].ky_px, spots[0].kx_px) * spec.n
+        g = math.hypot(spots[0].ky_px, spots[0].kx_px)
         angle = math.atan2(spots[0].ky_px, spots[0].kx_px)
     else:
-        g, angle = 0.25 * spec.n / extent, 0.0
-    u = np.linspace(-extent, extent, size)
+        g, angle = 0.25 / extent, 0.0
+    u = np.linspace(-1.0, 1.0, size)
     uy, ux = np.meshgrid(u, u, indexing="ij")
     cos, sin = math.cos(angle), math.sin(angle)
-    y = c + g * (ux * sin + uy * cos)
-    x = c + g * (ux * cos - uy * sin)
+    ry, rx = ux * sin + uy * cos, ux * cos - uy * sin
     ratio = np.log(np.maximum(spec.power / spec.background, 1e-6))
-    patch = ndimage.map_coordinates(ratio, np.array([y, x]), order=1, mode="constant", cval=0.0)
-    return np.clip(patch, -3.0, 8.0).astype(np.float32)
+    scale_f = g * spec.n * extent
+    fft_channel = ndimage.map_coordinates(ratio, np.array([c + scale_f * ry, c + scale_f * rx]),
+                                          order=1, mode="constant", cval=0.0)
+    image = spec.crop * spec.window
+    total = spec.window.sum()
+    yy, xx = np.indices(image.shape)
+    cy, cx = (spec.window * yy).sum() / total, (spec.window * xx).sum() / total
+    scale_r = 0.5 * size / (px_per_fringe * g)  # crop pixels per half-patch
+    real = ndimage.map_coordinates(image, np.array([cy + scale_r * ry, cx + scale_r * rx]),
+                                   order=1, mode="constant", cval=0.0)
+    real = real / max(float(image[spec.window > 0.5 * spec.window.max()].std()), 1e-12)
+    out = np.stack([np.clip(fft_channel, -3.0, 8.0), np.clip(real, -5.0, 5.0)])
+    return out.astype(np.float32)

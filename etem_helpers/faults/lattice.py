@@ -115,7 +115,9 @@ class BraggSpot:
     """One Bragg reflection (one of a Friedel pair, upper half-plane).
 
     ``ky_px``, ``kx_px`` in cycles/pixel; ``angle_deg`` the direction of the reciprocal
-    vector in the image (0 = +x, counter-clockwise with y pointing down, in [0, 180)).
+    vector in the image (0 = +x, counter-clockwise with y pointing down, in [0, 180));
+    ``snr`` the power over the radial median at that frequency (detection); ``power`` the
+    power itself (ranking: "strongest" spot).
     """
 
     ky_px: float
@@ -124,6 +126,7 @@ class BraggSpot:
     d_nm: float
     angle_deg: float
     snr: float
+    power: float = 0.0
 
 
 @dataclass
@@ -260,7 +263,9 @@ def find_bragg_spots(
     -------
     list of BraggSpot
         Spots whose power over the radial median exceeds ``settings.snr_min``, with spacing
-        in ``[d_min_nm, d_max_nm]`` and frequency inside the Nyquist margin.
+        in ``[d_min_nm, d_max_nm]`` and frequency inside the Nyquist margin, sorted by
+        decreasing power (low-order reflections first: a high-order spot can stand out more
+        over its lower background but is weaker).
     """
     s = settings or LatticeSettings()
     n = spec.n
@@ -283,8 +288,9 @@ def find_bragg_spots(
         k_nm = math.hypot(ky, kx) / pixel_size_nm
         angle = math.degrees(math.atan2(-ky, kx)) % 180.0
         spots.append(BraggSpot(ky_px=ky, kx_px=kx, k_per_nm=k_nm, d_nm=1.0 / k_nm,
-                               angle_deg=angle, snr=float(ratio[i, j])))
-    return spots
+                               angle_deg=angle, snr=float(ratio[i, j]),
+                               power=float(spec.power[i, j])))
+    return sorted(spots, key=lambda spot: -spot.power)
 
 
 def _line_angle(a: float, b: float) -> float:
@@ -364,5 +370,5 @@ def analyze_lattice(
         zone_axis=zone_axis_guess(spots) if resolved else "",
         spots=spots,
         n_fringes=float(n_fringes),
-        max_snr=float(spots[0].snr),
+        max_snr=float(max(spot.snr for spot in spots)),
     )
