@@ -49,6 +49,7 @@ PHYSICS_FEATURES = (
     "snr_ratio_3", "n_fringes", "streak_max", "streak_mean", "gpa_coherence_min",
     "gpa_coherence_max", "gpa_mode_fraction_min", "gpa_amplitude_cv_max", "gpa_jump_deg",
     "step_gain_max", "step_jump_deg", "step_amplitude_log_ratio", "step_gain_second",
+    "n_split_spots", "step_local_jump_deg",
 )
 
 
@@ -209,38 +210,69 @@ def _gpa_stats(spec: ParticleSpectrum, spot: BraggSpot) -> tuple[float, float, f
     return coherence, mode_fraction, cv, jump
 
 
-def _step_fit(phase, amplitude, inside, yy, xx, normal_angles) -> np.ndarray:
-    """Best two-domain split of a GPA map along each candidate fault normal.
+_MAX_STEP_PIXELS = 6000
+
+
+def _n_split_spots(spots: list[BraggSpot], *, max_rel: float = 0.2) -> int:
+    """Spots with a neighbour closer than ``max_rel |g|`` (a split or doubled reflection)."""
+    count = 0
+    for i, a in enumerate(spots):
+        g = math.hypot(a.ky_px, a.kx_px)
+        for j, b in enumerate(spots):
+            if i != j and min(math.hypot(a.ky_px - b.ky_px, a.kx_px - b.kx_px),
+                              math.hypot(a.ky_px + b.ky_px, a.kx_px + b.kx_px)) < max_rel * g:
+                count += 1
+                break
+    return count
+
+
+def _step_fit(phase, amplitude, inside, yy, xx, normal_angles, *, band_px: float = 8.0):
+    """Best two-domain split of a GPA map over candidate fault normals.
 
     The particle is cut by a line normal to ``n`` at every position (10-90 % of its pixels);
-    on each side the amplitude-weighted mean phasor is formed. Returns, for the best cut over
-    all normals, the coherence gain ``(|Z1| + |Z2| - |Z|) / sum(a)`` (0 for a uniform phase,
-    up to 0.5 for two domains 120 deg apart), the phase jump between the sides (deg) and
-    |log| of the ratio of their mean amplitudes (a twin removes a reflection from one side).
+    on each side the amplitude-weighted mean phasor is formed. For the best cut over all
+    normals returns: the coherence gain ``(|Z1| + |Z2| - |Z|) / sum(a)`` (0 for a uniform
+    phase, up to 0.5 for two domains 120 deg apart); the phase jump between the sides (deg);
+    |log| of the ratio of their mean amplitudes (a twin removes a reflection from one side);
+    and the LOCAL jump, between bands ``band_px`` wide on either side of the cut (a fault is
+    a step, a thickness or strain gradient is not: its local jump is small).
     """
     z = (amplitude * np.exp(1j * phase))[inside]
     a = amplitude[inside]
+    ys, xs = yy[inside], xx[inside]
+    if z.size > _MAX_STEP_PIXELS:  # a regular subsample keeps the search fast
+        take = np.linspace(0, z.size - 1, _MAX_STEP_PIXELS).astype(np.int64)
+        z, a, ys, xs = z[take], a[take], ys[take], xs[take]
     total_a = a.sum()
-    best = (0.0, 0.0, 0.0)
     if z.size < 20 or total_a <= 0:
-        return np.array(best)
+        return np.zeros(4)
     z_total = abs(z.sum())
+    best_gain, best = 0.0, None
     for angle in normal_angles:
-        u = yy[inside] * -math.sin(angle) + xx[inside] * math.cos(angle)
+        u = ys * math.sin(angle) + xs * math.cos(angle)
         order = np.argsort(u, kind="stable")
         cz = np.cumsum(z[order])
-        ca = np.cumsum(a[order])
         lo, hi = int(0.1 * z.size), int(0.9 * z.size)
-        z1, z2 = cz[lo:hi], cz[-1] - cz[lo:hi]
-        gain = (np.abs(z1) + np.abs(z2) - z_total) / total_a
+        z1 = cz[lo:hi]
+        gain = (np.abs(z1) + np.abs(cz[-1] - z1) - z_total) / total_a
         k = int(np.argmax(gain))
-        if gain[k] > best[0]:
-            n1 = lo + k + 1
-            m1 = ca[lo + k] / n1
-            m2 = (ca[-1] - ca[lo + k]) / max(z.size - n1, 1)
-            jump = abs(math.degrees(np.angle(z2[k] * np.conj(z1[k]))))
-            best = (float(gain[k]), jump, abs(math.log(max(m1, 1e-12) / max(m2, 1e-12))))
-    return np.array(best)
+        if gain[k] > best_gain:
+            best_gain, best = float(gain[k]), (u, order, lo + k)
+    if best is None:
+        return np.zeros(4)
+    u, order, cut = best
+    side = np.zeros(z.size, dtype=bool)
+    side[order[cut + 1:]] = True
+    z1, z2 = z[~side].sum(), z[side].sum()
+    jump = abs(math.degrees(np.angle(z2 * np.conj(z1))))
+    m1, m2 = a[~side].mean(), a[side].mean()
+    u_cut = u[order[cut]]
+    near1 = (~side) & (u >= u_cut - band_px)
+    near2 = side & (u <= u_cut + band_px)
+    local = 0.0
+    if near1.any() and near2.any():
+        local = abs(math.degrees(np.angle(z[near2].sum() * np.conj(z[near1].sum()))))
+    return np.array([best_gain, jump, abs(math.log(max(m1, 1e-12) / max(m2, 1e-12))), local])
 
 
 def _step_features(spec: ParticleSpectrum, spots: list[BraggSpot], n_gpa: int) -> np.ndarray:
@@ -249,17 +281,17 @@ def _step_features(spec: ParticleSpectrum, spots: list[BraggSpot], n_gpa: int) -
     edge_px = int(math.ceil(1.0 / (2.0 * math.pi * 0.25 * g_min)))
     inside = ndimage.binary_erosion(spec.window > 0.5 * spec.window.max(), iterations=edge_px)
     yy, xx = np.indices(spec.crop.shape)
-    # candidate normals: directions of the strongest reflections (image y points down)
-    normals = [math.atan2(-s.ky_px, s.kx_px) for s in spots[:n_gpa]]
+    # candidate fault normals every 7.5 deg (the normal's own reflection may be missing)
+    normals = np.radians(np.arange(0.0, 180.0, 7.5))
     fits = []
     for spot in spots[:n_gpa]:
         phase, amplitude = gpa_phase(spec, spot)
-        fits.append(_step_fit(phase, amplitude, inside, -yy, xx, normals))
+        fits.append(_step_fit(phase, amplitude, inside, yy, xx, normals))
     fits = np.array(fits)
     order = np.argsort(-fits[:, 0])
     first = fits[order[0]]
     second = fits[order[1], 0] if len(order) > 1 else 0.0
-    return np.array([first[0], first[1], fits[:, 2].max(), second])
+    return np.array([first[0], first[1], fits[:, 2].max(), second, first[3]])
 
 
 def _n_directions(spots: list[BraggSpot], tol_deg: float = 5.0) -> int:
@@ -327,7 +359,8 @@ def physics_features(spec: ParticleSpectrum, spots: list[BraggSpot], pixel_size_
         )
         step = _step_features(spec, low, max(n_gpa, 4))
         out.update(step_gain_max=step[0], step_jump_deg=step[1],
-                   step_amplitude_log_ratio=step[2], step_gain_second=step[3])
+                   step_amplitude_log_ratio=step[2], step_gain_second=step[3],
+                   n_split_spots=float(_n_split_spots(spots)), step_local_jump_deg=step[4])
     return np.array([out[name] for name in PHYSICS_FEATURES], dtype=np.float64)
 
 
