@@ -148,8 +148,9 @@ def load_classifier(path="default") -> FaultClassifier:
     """Load a fault classifier without executing code from the file.
 
     ``.skops`` files are loaded by :func:`skops.io.load` with the explicit trusted-type list
-    :data:`SKOPS_TRUSTED_TYPES` (a file holding any other type is refused); ``.pt`` files by
-    ``torch.load(..., weights_only=True)``.
+    :data:`SKOPS_TRUSTED_TYPES` (a file holding any type that skops does not trust by default
+    and that is not on the list is refused before loading), and the model must be a
+    ``RandomForestClassifier``; ``.pt`` files by ``torch.load(..., weights_only=True)``.
 
     Parameters
     ----------
@@ -178,6 +179,11 @@ def load_classifier(path="default") -> FaultClassifier:
             raise ValueError(f"{str(path)!r} holds types outside SKOPS_TRUSTED_TYPES: "
                              f"{untrusted}; refusing to load it.")
         bundle = sio.load(path, trusted=list(SKOPS_TRUSTED_TYPES))
+        from sklearn.ensemble import RandomForestClassifier
+
+        if not isinstance(bundle.get("model"), RandomForestClassifier):
+            raise ValueError(f"{str(path)!r} does not hold a RandomForestClassifier (found "
+                             f"{type(bundle.get('model')).__name__}); refusing to use it.")
         return FaultClassifier(bundle["model"], bundle["feature_set"], float(bundle["threshold"]),
                                dict(bundle["lattice"]), dict(bundle["info"]))
     if path.suffix == ".pt":

@@ -175,9 +175,8 @@ def gpa_phase(spec: ParticleSpectrum, spot: BraggSpot, *, sigma_rel: float = 0.2
     return np.angle(field_), np.abs(field_)
 
 
-def _gpa_stats(spec: ParticleSpectrum, spot: BraggSpot) -> tuple[float, float, float, float]:
-    """Coherence, main-mode fraction, amplitude CV and phase jump of one reflection."""
-    phase, amplitude = gpa_phase(spec, spot)
+def _gpa_stats(spec: ParticleSpectrum, phase, amplitude) -> tuple[float, float, float, float]:
+    """Coherence, main-mode fraction, amplitude CV and phase jump of one GPA map."""
     inside = ndimage.binary_erosion(spec.window > 0.5 * spec.window.max(), iterations=2)
     if inside.sum() < 10:
         inside = spec.window > 0.5 * spec.window.max()
@@ -226,68 +225,92 @@ def _n_split_spots(spots: list[BraggSpot], *, max_rel: float = 0.2) -> int:
     return count
 
 
-def _step_fit(phase, amplitude, inside, yy, xx, normal_angles, *, band_px: float = 8.0):
-    """Best two-domain split of a GPA map over candidate fault normals.
+def _step_fits(maps, inside, yy, xx, normal_angles, *, band_px: float = 8.0) -> np.ndarray:
+    """Best two-domain split of each GPA map over candidate fault normals.
 
     The particle is cut by a line normal to ``n`` at every position (10-90 % of its pixels);
-    on each side the amplitude-weighted mean phasor is formed. For the best cut over all
-    normals returns: the coherence gain ``(|Z1| + |Z2| - |Z|) / sum(a)`` (0 for a uniform
-    phase, up to 0.5 for two domains 120 deg apart); the phase jump between the sides (deg);
-    |log| of the ratio of their mean amplitudes (a twin removes a reflection from one side);
-    and the LOCAL jump, between bands ``band_px`` wide on either side of the cut (a fault is
-    a step, a thickness or strain gradient is not: its local jump is small).
+    on each side the amplitude-weighted mean phasor is formed. For each map and its best cut
+    over all normals returns: the coherence gain ``(|Z1| + |Z2| - |Z|) / sum(a)`` (0 for a
+    uniform phase, up to 0.5 for two domains 120 deg apart); the phase jump between the
+    sides (deg); |log| of the ratio of their mean amplitudes (a twin removes a reflection
+    from one side); and the LOCAL jump, between bands ``band_px`` wide on either side of the
+    cut (a fault is a step, a thickness or strain gradient is not: its local jump is small).
+
+    Parameters
+    ----------
+    maps : list of (phase, amplitude)
+        GPA maps of the same crop.
+    inside : numpy.ndarray
+        bool mask of the pixels used.
+    yy, xx : numpy.ndarray
+        Pixel coordinates.
+    normal_angles : array_like
+        Candidate normals in rad.
+    band_px : float
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(maps), 4)``.
     """
-    z = (amplitude * np.exp(1j * phase))[inside]
-    a = amplitude[inside]
     ys, xs = yy[inside], xx[inside]
-    if z.size > _MAX_STEP_PIXELS:  # a regular subsample keeps the search fast
-        take = np.linspace(0, z.size - 1, _MAX_STEP_PIXELS).astype(np.int64)
-        z, a, ys, xs = z[take], a[take], ys[take], xs[take]
-    total_a = a.sum()
-    if z.size < 20 or total_a <= 0:
-        return np.zeros(4)
-    z_total = abs(z.sum())
-    best_gain, best = 0.0, None
+    take = None
+    if ys.size > _MAX_STEP_PIXELS:  # a regular subsample keeps the search fast
+        take = np.linspace(0, ys.size - 1, _MAX_STEP_PIXELS).astype(np.int64)
+        ys, xs = ys[take], xs[take]
+    out = np.zeros((len(maps), 4))
+    if ys.size < 20:
+        return out
+    zs, amps = [], []
+    for phase, amplitude in maps:
+        z = (amplitude * np.exp(1j * phase))[inside]
+        a = amplitude[inside]
+        zs.append(z if take is None else z[take])
+        amps.append(a if take is None else a[take])
+    totals = [a.sum() for a in amps]
+    z_totals = [abs(z.sum()) for z in zs]
+    best_gain = [0.0] * len(maps)
+    best: list = [None] * len(maps)
+    lo, hi = int(0.1 * ys.size), int(0.9 * ys.size)
     for angle in normal_angles:
         u = ys * math.sin(angle) + xs * math.cos(angle)
         order = np.argsort(u, kind="stable")
-        cz = np.cumsum(z[order])
-        lo, hi = int(0.1 * z.size), int(0.9 * z.size)
-        z1 = cz[lo:hi]
-        gain = (np.abs(z1) + np.abs(cz[-1] - z1) - z_total) / total_a
-        k = int(np.argmax(gain))
-        if gain[k] > best_gain:
-            best_gain, best = float(gain[k]), (u, order, lo + k)
-    if best is None:
-        return np.zeros(4)
-    u, order, cut = best
-    side = np.zeros(z.size, dtype=bool)
-    side[order[cut + 1:]] = True
-    z1, z2 = z[~side].sum(), z[side].sum()
-    jump = abs(math.degrees(np.angle(z2 * np.conj(z1))))
-    m1, m2 = a[~side].mean(), a[side].mean()
-    u_cut = u[order[cut]]
-    near1 = (~side) & (u >= u_cut - band_px)
-    near2 = side & (u <= u_cut + band_px)
-    local = 0.0
-    if near1.any() and near2.any():
-        local = abs(math.degrees(np.angle(z[near2].sum() * np.conj(z[near1].sum()))))
-    return np.array([best_gain, jump, abs(math.log(max(m1, 1e-12) / max(m2, 1e-12))), local])
+        for m, z in enumerate(zs):
+            if totals[m] <= 0:
+                continue
+            cz = np.cumsum(z[order])
+            z1 = cz[lo:hi]
+            gain = (np.abs(z1) + np.abs(cz[-1] - z1) - z_totals[m]) / totals[m]
+            k = int(np.argmax(gain))
+            if gain[k] > best_gain[m]:
+                best_gain[m], best[m] = float(gain[k]), (u, order, lo + k)
+    for m, (z, a) in enumerate(zip(zs, amps, strict=True)):
+        if best[m] is None:
+            continue
+        u, order, cut = best[m]
+        side = np.zeros(z.size, dtype=bool)
+        side[order[cut + 1:]] = True
+        jump = abs(math.degrees(np.angle(z[side].sum() * np.conj(z[~side].sum()))))
+        m1, m2 = a[~side].mean(), a[side].mean()
+        u_cut = u[order[cut]]
+        near1 = (~side) & (u >= u_cut - band_px)
+        near2 = side & (u <= u_cut + band_px)
+        local = 0.0
+        if near1.any() and near2.any():
+            local = abs(math.degrees(np.angle(z[near2].sum() * np.conj(z[near1].sum()))))
+        out[m] = (best_gain[m], jump, abs(math.log(max(m1, 1e-12) / max(m2, 1e-12))), local)
+    return out
 
 
-def _step_features(spec: ParticleSpectrum, spots: list[BraggSpot], n_gpa: int) -> np.ndarray:
-    """Two-domain split features over the GPA maps of the strongest spots (see _step_fit)."""
-    g_min = min(math.hypot(s.ky_px, s.kx_px) for s in spots[:n_gpa])
+def _step_features(spec: ParticleSpectrum, spots: list[BraggSpot], maps: list) -> np.ndarray:
+    """Two-domain split features over the GPA maps of the strongest spots (see _step_fits)."""
+    g_min = min(math.hypot(s.ky_px, s.kx_px) for s in spots)
     edge_px = int(math.ceil(1.0 / (2.0 * math.pi * 0.25 * g_min)))
     inside = ndimage.binary_erosion(spec.window > 0.5 * spec.window.max(), iterations=edge_px)
     yy, xx = np.indices(spec.crop.shape)
     # candidate fault normals every 7.5 deg (the normal's own reflection may be missing)
     normals = np.radians(np.arange(0.0, 180.0, 7.5))
-    fits = []
-    for spot in spots[:n_gpa]:
-        phase, amplitude = gpa_phase(spec, spot)
-        fits.append(_step_fit(phase, amplitude, inside, yy, xx, normals))
-    fits = np.array(fits)
+    fits = _step_fits(maps, inside, yy, xx, normals)
     order = np.argsort(-fits[:, 0])
     first = fits[order[0]]
     second = fits[order[1], 0] if len(order) > 1 else 0.0
@@ -349,7 +372,9 @@ def physics_features(spec: ParticleSpectrum, spots: list[BraggSpot], pixel_size_
         # dominated by thickness and defocus contrast changes, not by the stacking
         k0 = spots[0].k_per_nm
         low = [s for s in spots if s.k_per_nm <= 1.25 * k0] or spots[:1]
-        stats = np.array([_gpa_stats(spec, s) for s in low[:n_gpa]])
+        low = low[:max(n_gpa, 4)]
+        maps = [gpa_phase(spec, s) for s in low]  # each map computed once
+        stats = np.array([_gpa_stats(spec, *m) for m in maps[:n_gpa]])
         out.update(
             gpa_coherence_min=float(stats[:, 0].min()),
             gpa_coherence_max=float(stats[:, 0].max()),
@@ -357,7 +382,7 @@ def physics_features(spec: ParticleSpectrum, spots: list[BraggSpot], pixel_size_
             gpa_amplitude_cv_max=float(stats[:, 2].max()),
             gpa_jump_deg=float(stats[:, 3].max()),
         )
-        step = _step_features(spec, low, max(n_gpa, 4))
+        step = _step_features(spec, low, maps)
         out.update(step_gain_max=step[0], step_jump_deg=step[1],
                    step_amplitude_log_ratio=step[2], step_gain_second=step[3],
                    n_split_spots=float(_n_split_spots(spots)), step_local_jump_deg=step[4])
