@@ -152,14 +152,14 @@ def main(argv=None) -> int:
     pred = {f"shipped ({shipped.feature_set})": p_shipped >= shipped.threshold}
     print("retraining the comparison candidates (same config, same seeds) ...", flush=True)
     candidates = train_candidates(ds, cfg)
-    from etem_helpers.faults.classify import predict_cnn
+    from etem_helpers.faults.classify import forest_probability, predict_cnn
     from etem_helpers.faults.train import candidate_inputs
 
     for name, c in candidates.items():
         if name == "fft_patch":
             p = predict_cnn(c["model"], dec.patches)
         else:
-            p = c["model"].predict_proba(candidate_inputs(dec, name))[:, 1]
+            p = forest_probability(c["model"], candidate_inputs(dec, name))
         pred[f"{name} ({'CNN' if name == 'fft_patch' else 'RF'})"] = p >= c["threshold"]
 
     results = {"decidable": {name: scores(y, p) for name, p in pred.items()}}

@@ -97,8 +97,9 @@ class FaultClassifier:
             from .classify import predict_cnn
 
             return predict_cnn(self.model, np.stack([r["patch"] for r in records]))
-        x = _feature_matrix(records, self.feature_set)
-        return np.asarray(self.model.predict_proba(x)[:, 1], dtype=np.float64)
+        from .classify import forest_probability
+
+        return forest_probability(self.model, _feature_matrix(records, self.feature_set))
 
 
 def _feature_matrix(records: list[dict], feature_set: str) -> np.ndarray:
@@ -155,7 +156,8 @@ def load_classifier(path="default") -> FaultClassifier:
     Parameters
     ----------
     path : str or Path
-        ``"default"`` for the shipped model (``etem_helpers/models/faults_default.skops``).
+        ``"default"`` for the shipped model (``etem_helpers/models/faults_default.skops``, or
+        ``faults_default.pt`` when the decision rule chose the CNN).
 
     Returns
     -------
@@ -166,7 +168,11 @@ def load_classifier(path="default") -> FaultClassifier:
     FileNotFoundError, ValueError
         Missing file; a file with untrusted types.
     """
-    path = DEFAULT_CLASSIFIER_PATH if str(path) == "default" else Path(path)
+    if str(path) == "default":
+        path = DEFAULT_CLASSIFIER_PATH
+        if not path.is_file() and path.with_suffix(".pt").is_file():
+            path = path.with_suffix(".pt")  # the decision rule may ship the CNN
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"fault classifier {str(path)!r} does not exist; train one with "
                                 "`python -m etem_helpers.faults.train --help`.")

@@ -32,6 +32,7 @@ __all__ = [
     "train_forest",
     "choose_threshold",
     "balanced_accuracy",
+    "forest_probability",
     "train_cnn",
     "predict_cnn",
 ]
@@ -221,6 +222,18 @@ def train_forest(x, y, *, seed: int = 0, n_estimators: int = 300, max_depth: int
     return forest.fit(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=bool))
 
 
+def forest_probability(model, x) -> np.ndarray:
+    """P(fault) from a fitted forest; works for empty inputs and single-class training sets."""
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) == 0:
+        return np.zeros(0)
+    proba = model.predict_proba(x)
+    classes = list(model.classes_)
+    if True in classes or 1 in classes:
+        return np.asarray(proba[:, classes.index(True)], dtype=np.float64)
+    return np.zeros(len(x))
+
+
 def balanced_accuracy(y_true, y_pred) -> float:
     """Mean of sensitivity and specificity (NaN terms dropped)."""
     t = np.asarray(y_true, dtype=bool)
@@ -243,6 +256,8 @@ def choose_threshold(probability, y_true) -> float:
     float
     """
     p = np.asarray(probability, dtype=np.float64)
+    if p.size == 0:
+        return 0.5
     candidates = np.unique(np.concatenate([[0.5], np.round(p, 4)]))
     scores = np.array([balanced_accuracy(y_true, p >= t) for t in candidates])
     best = np.flatnonzero(scores >= scores.max() - 1e-12)
@@ -321,6 +336,8 @@ def predict_cnn(model, patches) -> np.ndarray:
     """Fault probability of each patch from a CNN made by :func:`train_cnn`."""
     import torch
 
+    if len(patches) == 0:
+        return np.zeros(0)
     with torch.no_grad():
         x = torch.from_numpy(np.asarray(patches, dtype=np.float32))
         return torch.sigmoid(model(x).squeeze(1)).numpy().astype(np.float64)

@@ -33,6 +33,7 @@ from .classify import (
     balanced_accuracy,
     build_dataset,
     choose_threshold,
+    forest_probability,
     predict_cnn,
     train_cnn,
     train_forest,
@@ -127,7 +128,7 @@ def train_candidates(ds: ParticleDataset, cfg: dict) -> dict:
             p_val = predict_cnn(model, val.patches)
         else:
             model = train_forest(candidate_inputs(train, name), y_train, **cfg["forest"])
-            p_val = model.predict_proba(candidate_inputs(val, name))[:, 1]
+            p_val = forest_probability(model, candidate_inputs(val, name))
         threshold = choose_threshold(p_val, y_val)
         pred = p_val >= threshold
         out[name] = {"model": model, "feature_set": name, "threshold": threshold,
