@@ -21,7 +21,13 @@ from .features import (
     groschner2021_features,
     physics_features,
 )
-from .lattice import LatticeSettings, analyze_lattice, find_bragg_spots, particle_spectrum
+from .lattice import (
+    LatticeResult,
+    LatticeSettings,
+    analyze_lattice,
+    find_bragg_spots,
+    particle_spectrum,
+)
 
 __all__ = [
     "DatasetConfig",
@@ -95,13 +101,26 @@ def particle_records(image, labels, pixel_size_nm: float, particle_ids,
         Keys ``particle_id``, ``lattice`` (LatticeResult), ``groschner``, ``physics``,
         ``patch`` (the last three None when the lattice is not resolved).
     """
+    from scipy import ndimage
+
     s = settings or LatticeSettings()
+    lab = np.asarray(labels)
+    ids = [int(pid) for pid in particle_ids]
+    boxes = ndimage.find_objects(lab.astype(np.int64, copy=False), max_label=max(ids, default=0))
+    areas = np.bincount(lab.ravel().astype(np.int64), minlength=max(ids, default=0) + 1)
     out = []
-    for pid in particle_ids:
-        spec = particle_spectrum(image, labels, int(pid), s)
-        lat = analyze_lattice(image, labels, int(pid), pixel_size_nm, s, spectrum=spec)
-        rec = {"particle_id": int(pid), "lattice": lat, "groschner": None, "physics": None,
+    for pid in ids:
+        if pid <= 0 or pid >= len(areas) or areas[pid] == 0:
+            raise ValueError(f"particle_id={pid} is not in labels.")
+        rec = {"particle_id": pid, "lattice": None, "groschner": None, "physics": None,
                "patch": None}
+        if areas[pid] < s.min_area_px:  # too small for a lattice: skip the transform
+            rec["lattice"] = LatticeResult(False, float("nan"), "")
+            out.append(rec)
+            continue
+        spec = particle_spectrum(image, lab, pid, s, bbox=boxes[pid - 1])
+        lat = analyze_lattice(image, lab, pid, pixel_size_nm, s, spectrum=spec)
+        rec["lattice"] = lat
         if lat.lattice_resolved:
             spots = lat.spots or find_bragg_spots(spec, pixel_size_nm, s)
             m = s.margin_px

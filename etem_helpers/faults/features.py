@@ -10,7 +10,10 @@ Two feature sets:
   columns), |FFT| (fftshift) is summed under soft annuli (erf edges 4 px wide, flat part
   10 px wide, inner radius ``i * sqrt(2)`` px for ``i = 0, 1, ...``), the first 100 sums
   form the radial profile; features are its mean, standard deviation and index-weighted
-  centre of mass, plus the crop's mean and standard deviation.
+  centre of mass, plus the crop's mean and standard deviation. Our crop is the particle's
+  bounding box from :func:`etem_helpers.faults.lattice.particle_crop` with the particle's mean
+  subtracted (their crops were PNGs saved by ``plt.imsave``, i.e. rescaled per crop, so the
+  absolute level carried no information there either).
 * :func:`physics_features`: what a fault does to the lattice: extra spots (a twin's mirrored
   lattice), streaks of the reflections along the fault normal, and geometric phase analysis
   (GPA) of the strongest reflections (an intrinsic stacking fault shifts the inclined {111}

@@ -12,6 +12,7 @@ Frequencies are in cycles per pixel inside the module (``k_px``) and in 1/nm in 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -147,7 +148,7 @@ def _bbox(mask: np.ndarray):
     return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
 
 
-def particle_crop(image, labels, particle_id: int, *, margin_px: int = 4):
+def particle_crop(image, labels, particle_id: int, *, margin_px: int = 4, bbox=None):
     """Cut one particle out of a micrograph.
 
     Parameters
@@ -160,6 +161,9 @@ def particle_crop(image, labels, particle_id: int, *, margin_px: int = 4):
         The id to cut.
     margin_px : int
         Margin around the bounding box.
+    bbox : tuple of slice, optional
+        The particle's bounding box (``scipy.ndimage.find_objects``), to avoid a scan of the
+        whole label map per particle.
 
     Returns
     -------
@@ -170,27 +174,39 @@ def particle_crop(image, labels, particle_id: int, *, margin_px: int = 4):
     origin_yx : tuple of int
         Top-left corner of the crop in the micrograph.
     """
-    mask_full = labels == particle_id
-    if not mask_full.any():
-        raise ValueError(f"particle_id={particle_id} is not in labels.")
-    r0, r1, c0, c1 = _bbox(mask_full)
+    if bbox is None:
+        mask_full = labels == particle_id
+        if not mask_full.any():
+            raise ValueError(f"particle_id={particle_id} is not in labels.")
+        r0, r1, c0, c1 = _bbox(mask_full)
+    else:
+        r0, r1, c0, c1 = bbox[0].start, bbox[0].stop, bbox[1].start, bbox[1].stop
     r0, c0 = max(r0 - margin_px, 0), max(c0 - margin_px, 0)
     r1, c1 = min(r1 + margin_px, image.shape[0]), min(c1 + margin_px, image.shape[1])
     crop = np.asarray(image[r0:r1, c0:c1], dtype=np.float64)
-    return crop, mask_full[r0:r1, c0:c1], (int(r0), int(c0))
+    mask = np.asarray(labels[r0:r1, c0:c1]) == particle_id
+    if not mask.any():
+        raise ValueError(f"particle_id={particle_id} is not in labels.")
+    return crop, mask, (int(r0), int(c0))
 
 
-def _radial_median(power: np.ndarray) -> np.ndarray:
-    n = power.shape[0]
-    yy, xx = np.indices(power.shape)
+@functools.lru_cache(maxsize=16)
+def _rings(n: int):
+    """Integer radius of each pixel of an n x n centred grid, and the pixels sorted by it."""
+    yy, xx = np.indices((n, n))
     r = np.hypot(yy - n // 2, xx - n // 2).astype(np.int64)
     r_flat = r.ravel()
     order = np.argsort(r_flat, kind="stable")
     r_sorted = r_flat[order]
-    p_sorted = power.ravel()[order]
     edges = np.flatnonzero(np.diff(r_sorted)) + 1
     starts = np.concatenate([[0], edges])
     ends = np.concatenate([edges, [r_sorted.size]])
+    return r, order, r_sorted, starts, ends
+
+
+def _radial_median(power: np.ndarray) -> np.ndarray:
+    r, order, r_sorted, starts, ends = _rings(int(power.shape[0]))
+    p_sorted = power.ravel()[order]
     med = np.empty(int(r_sorted[-1]) + 1)
     med[:] = np.nan
     for s, e in zip(starts, ends, strict=True):
@@ -200,7 +216,7 @@ def _radial_median(power: np.ndarray) -> np.ndarray:
 
 
 def particle_spectrum(
-    image, labels, particle_id: int, settings: LatticeSettings | None = None
+    image, labels, particle_id: int, settings: LatticeSettings | None = None, *, bbox=None
 ) -> ParticleSpectrum:
     """Windowed, zero-padded power spectrum of one particle.
 
@@ -211,13 +227,16 @@ def particle_spectrum(
     particle_id : int
         Particle to analyse.
     settings : LatticeSettings, optional
+    bbox : tuple of slice, optional
+        Bounding box of the particle (``scipy.ndimage.find_objects``).
 
     Returns
     -------
     ParticleSpectrum
     """
     s = settings or LatticeSettings()
-    crop, mask, origin = particle_crop(image, labels, particle_id, margin_px=s.margin_px)
+    crop, mask, origin = particle_crop(image, labels, particle_id, margin_px=s.margin_px,
+                                       bbox=bbox)
     window = ndimage.gaussian_filter(mask.astype(np.float64), s.taper_px) * mask
     window = ndimage.gaussian_filter(window, 0.5 * s.taper_px)
     wsum = window.sum()
