@@ -206,11 +206,16 @@ def _rings(n: int):
 
 def _radial_median(power: np.ndarray) -> np.ndarray:
     r, order, r_sorted, starts, ends = _rings(int(power.shape[0]))
-    p_sorted = power.ravel()[order]
-    med = np.empty(int(r_sorted[-1]) + 1)
-    med[:] = np.nan
-    for s, e in zip(starts, ends, strict=True):
-        med[r_sorted[s]] = np.median(p_sorted[s:e])
+    p_ring = power.ravel()[order]
+    # sort by value, then stably by ring (a radix sort on 16-bit ints): values sorted within
+    # each ring; then take the middle element(s)
+    by_value = np.argsort(p_ring)
+    p_sorted = p_ring[by_value[np.argsort(r_sorted[by_value].astype(np.uint16), kind="stable")]]
+    count = ends - starts
+    lo = p_sorted[starts + (count - 1) // 2]
+    hi = p_sorted[starts + count // 2]
+    med = np.full(int(r_sorted[-1]) + 1, np.nan)
+    med[r_sorted[starts]] = 0.5 * (lo + hi)
     med = np.where(np.isfinite(med) & (med > 0), med, np.nanmax(med))
     return med[r]
 
