@@ -130,9 +130,12 @@ def save_classifier(classifier: FaultClassifier, path) -> Path:
     meta = {"feature_set": classifier.feature_set, "threshold": float(classifier.threshold),
             "lattice": dict(classifier.lattice), "info": dict(classifier.info)}
     if path.suffix == ".skops":
+        import zipfile
+
         import skops.io as sio
 
-        sio.dump({"model": classifier.model, **meta}, path)
+        sio.dump({"model": classifier.model, **meta}, path, compression=zipfile.ZIP_DEFLATED,
+                 compresslevel=9)
     elif path.suffix == ".pt":
         import json
 
