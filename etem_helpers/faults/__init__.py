@@ -212,7 +212,8 @@ def load_classifier(path="default") -> FaultClassifier:
 
 
 def analyze_faults(image, labels, pixel_size_nm: float, *, classifier=None,
-                   settings: LatticeSettings | None = None) -> pd.DataFrame:
+                   settings: LatticeSettings | None = None,
+                   n_threads: int | None = None) -> pd.DataFrame:
     """Lattice and fault columns for every particle of a micrograph.
 
     Parameters
@@ -228,6 +229,9 @@ def analyze_faults(image, labels, pixel_size_nm: float, *, classifier=None,
         lattice columns only (fault columns NaN / NA).
     settings : LatticeSettings, optional
         Defaults to the classifier's (the settings its features were computed with).
+    n_threads : int, optional
+        Threads over particles; default ``min(4, os.cpu_count())``. Results do not depend
+        on it.
 
     Returns
     -------
@@ -252,7 +256,12 @@ def analyze_faults(image, labels, pixel_size_nm: float, *, classifier=None,
         settings = classifier.settings() if classifier else LatticeSettings()
     ids = np.unique(lab)
     ids = ids[ids > 0]
-    records = particle_records(img, lab, float(pixel_size_nm), ids, settings)
+    if n_threads is None:
+        import os
+
+        n_threads = min(4, os.cpu_count() or 1)
+    records = particle_records(img, lab, float(pixel_size_nm), ids, settings,
+                               n_threads=n_threads)
     resolved = np.array([r["lattice"].lattice_resolved for r in records], dtype=bool)
     probability = np.full(len(records), np.nan)
     if classifier and resolved.any():

@@ -83,8 +83,29 @@ class ParticleDataset:
                                self.groschner[rows], self.physics[rows], self.patches[rows])
 
 
+def _particle_record(image, lab, pid: int, area_px: int, bbox, pixel_size_nm: float,
+                     s: LatticeSettings) -> dict:
+    rec = {"particle_id": pid, "lattice": None, "groschner": None, "physics": None,
+           "patch": None}
+    if area_px < s.min_area_px:  # too small for a lattice: skip the transform
+        rec["lattice"] = LatticeResult(False, float("nan"), "")
+        return rec
+    spec = particle_spectrum(image, lab, pid, s, bbox=bbox)
+    lat = analyze_lattice(image, lab, pid, pixel_size_nm, s, spectrum=spec)
+    rec["lattice"] = lat
+    if lat.lattice_resolved:
+        spots = lat.spots or find_bragg_spots(spec, pixel_size_nm, s)
+        m = s.margin_px
+        core = spec.crop[m:-m or None, m:-m or None] if min(spec.crop.shape) > 2 * m + 2 \
+            else spec.crop
+        rec["groschner"] = groschner2021_features(core + 0.0)
+        rec["physics"] = physics_features(spec, spots, pixel_size_nm)
+        rec["patch"] = fft_patch(spec, spots)
+    return rec
+
+
 def particle_records(image, labels, pixel_size_nm: float, particle_ids,
-                     settings: LatticeSettings | None = None):
+                     settings: LatticeSettings | None = None, *, n_threads: int = 1):
     """Lattice result, both feature vectors and the FFT patch of each particle.
 
     Parameters
@@ -94,12 +115,16 @@ def particle_records(image, labels, pixel_size_nm: float, particle_ids,
     pixel_size_nm : float
     particle_ids : iterable of int
     settings : LatticeSettings, optional
+    n_threads : int
+        Particles analysed in parallel threads (NumPy / SciPy release the GIL in the
+        transforms); the results do not depend on it.
 
     Returns
     -------
     list of dict
         Keys ``particle_id``, ``lattice`` (LatticeResult), ``groschner``, ``physics``,
-        ``patch`` (the last three None when the lattice is not resolved).
+        ``patch`` (the last three None when the lattice is not resolved), in the order of
+        ``particle_ids``.
     """
     from scipy import ndimage
 
@@ -108,29 +133,16 @@ def particle_records(image, labels, pixel_size_nm: float, particle_ids,
     ids = [int(pid) for pid in particle_ids]
     boxes = ndimage.find_objects(lab.astype(np.int64, copy=False), max_label=max(ids, default=0))
     areas = np.bincount(lab.ravel().astype(np.int64), minlength=max(ids, default=0) + 1)
-    out = []
     for pid in ids:
         if pid <= 0 or pid >= len(areas) or areas[pid] == 0:
             raise ValueError(f"particle_id={pid} is not in labels.")
-        rec = {"particle_id": pid, "lattice": None, "groschner": None, "physics": None,
-               "patch": None}
-        if areas[pid] < s.min_area_px:  # too small for a lattice: skip the transform
-            rec["lattice"] = LatticeResult(False, float("nan"), "")
-            out.append(rec)
-            continue
-        spec = particle_spectrum(image, lab, pid, s, bbox=boxes[pid - 1])
-        lat = analyze_lattice(image, lab, pid, pixel_size_nm, s, spectrum=spec)
-        rec["lattice"] = lat
-        if lat.lattice_resolved:
-            spots = lat.spots or find_bragg_spots(spec, pixel_size_nm, s)
-            m = s.margin_px
-            core = spec.crop[m:-m or None, m:-m or None] if min(spec.crop.shape) > 2 * m + 2 \
-                else spec.crop
-            rec["groschner"] = groschner2021_features(core + 0.0)
-            rec["physics"] = physics_features(spec, spots, pixel_size_nm)
-            rec["patch"] = fft_patch(spec, spots)
-        out.append(rec)
-    return out
+    args = [(image, lab, pid, int(areas[pid]), boxes[pid - 1], pixel_size_nm, s) for pid in ids]
+    if n_threads <= 1 or len(ids) < 2:
+        return [_particle_record(*a) for a in args]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=int(n_threads)) as pool:
+        return list(pool.map(lambda a: _particle_record(*a), args))
 
 
 def _micrograph_rows(index: int, config: DatasetConfig):
