@@ -86,14 +86,19 @@ def groschner_radial_profile(crop, *, n_radii: int = 100, ring_width_px: float =
     cut = img[:side, :side]
     magnitude = np.abs(np.fft.fftshift(scipy.fft.fft2(cut)))
     xx, yy = np.meshgrid(np.arange(side), np.arange(side))
-    rr = np.sqrt((xx - side / 2) ** 2 + (yy - side / 2) ** 2)
+    # pixels at the same distance from the centre share one weight: sum |FFT| per distinct
+    # squared distance (exact integers, (2x - side)^2 + (2y - side)^2 = 4 r^2) first
+    key = ((2 * xx - side) ** 2 + (2 * yy - side) ** 2).ravel()
+    unique, inverse = np.unique(key, return_inverse=True)
+    mag_sum = np.bincount(inverse, weights=magnitude.ravel())
+    rr = np.sqrt(unique / 4.0)
     radii = np.arange(min(n_radii, side)) * math.sqrt(2.0)
     profile = np.empty(radii.size)
     for index, r0 in enumerate(radii):
         r1 = r0 + edge_px
         mask = _soft_step(rr, r0, r1) - _soft_step(rr, r1 + ring_width_px,
                                                    r1 + ring_width_px + edge_px)
-        profile[index] = np.sum(magnitude * mask)
+        profile[index] = np.sum(mag_sum * mask)
     return profile
 
 

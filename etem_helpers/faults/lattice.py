@@ -190,7 +190,7 @@ def particle_crop(image, labels, particle_id: int, *, margin_px: int = 4, bbox=N
     return crop, mask, (int(r0), int(c0))
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=128)
 def _rings(n: int):
     """Integer radius of each pixel of an n x n centred grid, and the pixels sorted by it."""
     yy, xx = np.indices((n, n))
