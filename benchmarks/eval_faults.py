@@ -17,9 +17,9 @@ Usage::
    same particles; coverage (share of test particles given a decision, and share of the
    visible faults given one); accuracy of the shipped model by dose, size, zone-axis guess,
    fault type; and all-particle figures (undecided particles counted as "no fault").
-4. Calibration: for ``--calibration-images`` test micrographs, runs ``analyze_faults`` with
-   the true pixel size x 0.95 and x 1.05 on the true labels and ``check_calibration`` with the
-   true material; prints how often the implied pixel size is within 1 % of the truth, and how
+4. Calibration: for ``--calibration-images`` test micrographs, runs ``analyze_faults`` (shipped
+   classifier) with the true pixel size x 0.95 and x 1.05 on the true labels and
+   ``check_calibration`` with the true material (particles called fault-free preferred); prints how often the implied pixel size is within 1 % of the truth, and how
    often the answer is "cannot check". Low-magnification micrographs must give "cannot check".
 
 Targets (issue #10): shipped accuracy >= 0.95 and balanced accuracy >= 0.93 on the decidable
@@ -72,7 +72,7 @@ def breakdown(table: pd.DataFrame, pred: np.ndarray, column: str, bins=None) -> 
     return out
 
 
-def calibration_section(cfg, test_micrographs, n_images: int, classifier_settings) -> dict:
+def calibration_section(cfg, test_micrographs, n_images: int, classifier) -> dict:
     from etem_helpers import faults
     from etem_helpers.faults.classify import DatasetConfig
     from etem_helpers.simulate import sample_params, simulate_micrograph
@@ -85,8 +85,7 @@ def calibration_section(cfg, test_micrographs, n_images: int, classifier_setting
         sim = simulate_micrograph(params, seed=data_cfg.seed * 100003 + index)
         for error in (-0.05, 0.05):
             stated = params.pixel_size_nm * (1 + error)
-            table = faults.analyze_faults(sim.image, sim.labels, stated, classifier=False,
-                                          settings=classifier_settings)
+            table = faults.analyze_faults(sim.image, sim.labels, stated, classifier=classifier)
             check = faults.check_calibration(table, material=params.material,
                                              pixel_size_nm=stated)
             rel = check.implied_pixel_size_nm / params.pixel_size_nm - 1.0
@@ -203,7 +202,7 @@ def main(argv=None) -> int:
     print("\ncalibration check (+-5 % wrong pixel sizes) ...", flush=True)
     test_micrographs = test.table["micrograph"].unique()
     results["calibration"] = calibration_section(cfg, test_micrographs, args.calibration_images,
-                                                 shipped.settings())
+                                                 shipped)
     c = results["calibration"]
     print(f"calibration: {c['n_checks']} checks, {c['n_cannot_check']} cannot check; of the "
           f"checked, {c['share_within_1pct_of_checked']:.3f} within 1 % (median |error| "

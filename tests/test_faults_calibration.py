@@ -59,3 +59,16 @@ def test_check_calibration_ignores_foreign_spacings_and_validates():
         faults.check_calibration(table, material="Cu", pixel_size_nm=0.05)
     with pytest.raises(ValueError, match="pixel_size_nm"):
         faults.check_calibration(table, material="Au")
+
+
+def test_check_calibration_prefers_particles_called_fault_free():
+    table = pd.DataFrame({"lattice_resolved": [True, True, True, True],
+                          "d_spacing_nm": [0.2355, 0.2355, 0.2450, 0.2450],
+                          "has_fault": pd.array([False, False, True, True], dtype="boolean")})
+    check = faults.check_calibration(table, material="Au", pixel_size_nm=0.05)
+    assert check.n_particles == 2 and abs(check.relative_discrepancy) < 1e-3
+    mixed = faults.check_calibration(table, material="Au", pixel_size_nm=0.05,
+                                     prefer_unfaulted=False)
+    assert mixed.n_particles == 4
+    one_clean = table.assign(has_fault=pd.array([False, True, True, True], dtype="boolean"))
+    assert faults.check_calibration(one_clean, material="Au", pixel_size_nm=0.05).n_particles == 4

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 __all__ = ["LATTICE_CONSTANT_NM", "CalibrationCheck", "material_spacings_nm",
            "check_calibration"]
@@ -62,9 +63,13 @@ def material_spacings_nm(material: str) -> dict[str, float]:
     return {"111": a / math.sqrt(3.0), "200": a / 2.0}
 
 
+def _n_matching(d, spacings, tolerance) -> int:
+    return int(sum(min(abs(v / s - 1.0) for s in spacings.values()) <= tolerance for v in d))
+
+
 def check_calibration(particles, material: str = "Au", pixel_size_nm: float | None = None, *,
                       tolerance: float = 0.07, max_discrepancy: float = 0.02,
-                      min_particles: int = 1) -> CalibrationCheck:
+                      min_particles: int = 1, prefer_unfaulted: bool = True) -> CalibrationCheck:
     """Compare measured fringe spacings with the material's {111} / {200} spacings.
 
     Parameters
@@ -84,6 +89,9 @@ def check_calibration(particles, material: str = "Au", pixel_size_nm: float | No
         |relative discrepancy| above this gives status "mismatch".
     min_particles : int
         Fewer matching particles give "cannot check".
+    prefer_unfaulted : bool
+        With a ``has_fault`` column, use only particles called fault-free when at least two
+        of them match (split reflections of twins and faults shift the strongest spot).
 
     Returns
     -------
@@ -95,6 +103,13 @@ def check_calibration(particles, material: str = "Au", pixel_size_nm: float | No
     spacings = material_spacings_nm(material)
     d = np.asarray(particles["d_spacing_nm"], dtype=np.float64)
     resolved = np.asarray(particles["lattice_resolved"], dtype=bool) & np.isfinite(d)
+    if prefer_unfaulted and "has_fault" in getattr(particles, "columns", particles):
+        # a twin or fault splits and shifts the reflections: use the particles called
+        # fault-free when there are enough of them
+        clean = resolved & ~np.asarray(pd.array(particles["has_fault"], dtype="boolean")
+                                       .fillna(True), dtype=bool)
+        if _n_matching(d[clean], spacings, tolerance) >= max(min_particles, 2):
+            resolved = clean
     d = d[resolved]
     ratios = []
     for value in d:
