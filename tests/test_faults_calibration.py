@@ -72,3 +72,10 @@ def test_check_calibration_prefers_particles_called_fault_free():
     assert mixed.n_particles == 4
     one_clean = table.assign(has_fault=pd.array([False, True, True, True], dtype="boolean"))
     assert faults.check_calibration(one_clean, material="Au", pixel_size_nm=0.05).n_particles == 4
+
+
+def test_check_calibration_gives_no_verdict_when_particles_disagree():
+    table = pd.DataFrame({"lattice_resolved": [True, True],
+                          "d_spacing_nm": [0.2300, 0.2420]})  # -2.3 % and +2.8 % from Au 111
+    check = faults.check_calibration(table, material="Au", pixel_size_nm=0.05)
+    assert check.status == "cannot check" and "disagree" in check.message

@@ -69,7 +69,8 @@ def _n_matching(d, spacings, tolerance) -> int:
 
 def check_calibration(particles, material: str = "Au", pixel_size_nm: float | None = None, *,
                       tolerance: float = 0.07, max_discrepancy: float = 0.02,
-                      min_particles: int = 1, prefer_unfaulted: bool = True) -> CalibrationCheck:
+                      min_particles: int = 1, prefer_unfaulted: bool = True,
+                      max_spread: float = 0.015) -> CalibrationCheck:
     """Compare measured fringe spacings with the material's {111} / {200} spacings.
 
     Parameters
@@ -89,6 +90,9 @@ def check_calibration(particles, material: str = "Au", pixel_size_nm: float | No
         |relative discrepancy| above this gives status "mismatch".
     min_particles : int
         Fewer matching particles give "cannot check".
+    max_spread : float
+        When the particles disagree (median absolute deviation of their implied pixel sizes
+        above this), the answer is "cannot check": inconsistent evidence gives no verdict.
     prefer_unfaulted : bool
         With a ``has_fault`` column, use only particles called fault-free when at least two
         of them match (split reflections of twins and faults shift the strongest spot).
@@ -127,6 +131,11 @@ def check_calibration(particles, material: str = "Au", pixel_size_nm: float | No
     implied = float(pixel_size_nm * np.median(ratios))
     discrepancy = float(pixel_size_nm / implied - 1.0)
     spread = float(np.median(np.abs(ratios / np.median(ratios) - 1.0)))
+    if spread > max_spread:
+        return CalibrationCheck("cannot check", float(pixel_size_nm), implied, discrepancy, n,
+                                spread, material,
+                                f"cannot check: the {n} matching particles disagree "
+                                f"(spread {spread:.1%} > {max_spread:.1%}).")
     status = "ok" if abs(discrepancy) <= max_discrepancy else "mismatch"
     message = (f"{status}: {n} particle(s) imply {implied:.5f} nm/px for {material}; the stated "
                f"{pixel_size_nm:.5f} nm/px is off by {discrepancy:+.1%}.")
