@@ -145,6 +145,31 @@ def _check_03(results):
         assert Path(path).is_file(), path
 
 
+def _check_05(results):
+    assert results["profile"]["name"] == "smoke"
+    assert results["n_particles"] > 0 and 0 < results["n_resolved"] <= results["n_particles"]
+    splits = {k: set(v) for k, v in results["split_micrographs"].items()}
+    assert not splits["train"] & splits["val"] and not splits["train"] & splits["test"]
+    assert not splits["val"] & splits["test"]
+    assert 0 < sum(len(v) for v in splits.values()) <= results["n_micrographs"]  # some may be empty
+    assert results["n_groschner_features"] == 5 and results["n_physics_features"] >= 10
+    assert abs(results["example_d111_nm"] / 0.2355 - 1) < 0.02
+    assert results["example_spots"]["twin"] > results["example_spots"]["none"] >= 2
+    cal = results["calibration"]
+    assert cal["status"] in ("ok", "mismatch", "cannot check")
+    if cal["status"] != "cannot check":
+        assert abs(cal["implied_pixel_size_nm"] / cal["true_pixel_size_nm"] - 1) < 0.02
+    assert {"RF groschner2021", "RF physics", "CNN (FFT + image)"} <= set(results["test_metrics"])
+    for scores in results["test_metrics"].values():
+        if scores["n"]:
+            assert 0.0 <= scores["accuracy"] <= 1.0
+    assert 0.0 < results["shipped_threshold"] < 1.0
+    assert {"same_particle_three_ways", "gpa_stacking_fault", "confusion_matrices"} <= set(
+        results["figures"])
+    for path in results["figures"].values():
+        assert Path(path).is_file(), path
+
+
 def _check_06(results):
     sim = results["simulated"]
     assert sim["seed"] != sim["training_seed"]
@@ -176,7 +201,7 @@ def _check_06(results):
 
 
 # One check per notebook number: a notebook without a check fails, so none runs unchecked.
-CHECKS = {"00": _check_00, "01": _check_01, "03": _check_03, "06": _check_06}
+CHECKS = {"00": _check_00, "01": _check_01, "03": _check_03, "05": _check_05, "06": _check_06}
 # Optional preparation per notebook number, called with the data_dir before it runs.
 PREPARE = {"01": _prepare_01, "03": _prepare_01, "06": _prepare_01}
 
