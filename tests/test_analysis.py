@@ -99,8 +99,10 @@ def check_consistent(result, shape):
     np.testing.assert_allclose(
         result.particles["area_nm2"], counts * result.pixel_size_nm**2, rtol=1e-9
     )
-    assert result.particles["fault_probability"].isna().all()
-    assert result.particles["has_fault"].isna().all()
+    # fault columns are decided exactly where the particle's lattice is resolved
+    resolved = result.particles.get("lattice_resolved", pd.Series(False, index=result.particles.index))
+    assert (result.particles["fault_probability"].notna() == resolved).all()
+    assert (result.particles["has_fault"].notna() == resolved).all()
 
 
 # ---------------------------------------------------------------- inputs and calibration

@@ -256,6 +256,8 @@ def analyze_faults(image, labels, pixel_size_nm: float, *, classifier=None,
         settings = classifier.settings() if classifier else LatticeSettings()
     ids = np.unique(lab)
     ids = ids[ids > 0]
+    if not settings.resolvable_at(pixel_size_nm):  # low magnification: no fringes to find
+        return _unresolved_table(ids)
     if n_threads is None:
         import os
 
@@ -277,6 +279,18 @@ def analyze_faults(image, labels, pixel_size_nm: float, *, classifier=None,
         "zone_axis": [r["lattice"].zone_axis for r in records],
         "fault_probability": probability,
         "has_fault": has_fault,
+    })
+
+
+def _unresolved_table(ids: np.ndarray) -> pd.DataFrame:
+    """The table of :func:`analyze_faults` when no particle's lattice can be resolved."""
+    return pd.DataFrame({
+        "particle_id": ids.astype(np.int64),
+        "lattice_resolved": np.zeros(ids.size, dtype=bool),
+        "d_spacing_nm": np.full(ids.size, np.nan),
+        "zone_axis": [""] * ids.size,
+        "fault_probability": np.full(ids.size, np.nan),
+        "has_fault": pd.array([pd.NA] * ids.size, dtype="boolean"),
     })
 
 

@@ -78,6 +78,11 @@ class LatticeSettings:
     min_area_px: int = 30
     smooth_bins: float = 1.0
 
+    def resolvable_at(self, pixel_size_nm: float) -> bool:
+        """Whether any spacing up to ``d_max_nm`` lies inside the searched part of the
+        transform at this pixel size (above about 0.27 nm/px no lattice can be resolved)."""
+        return float(pixel_size_nm) <= 0.5 * self.nyquist_margin * self.d_max_nm
+
 
 @dataclass
 class ParticleSpectrum:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -32,8 +33,14 @@ import numpy as np
 
 from etem_helpers._version import __version__
 from etem_helpers.device import get_device, inference_precision
+from etem_helpers.faults import analyze_faults, check_calibration, load_classifier
 from etem_helpers.io import validate_pixel_size
-from etem_helpers.measure import measure_particles, relabel_sequential, uses_blocks
+from etem_helpers.measure import (
+    PARTICLE_COLUMNS,
+    measure_particles,
+    relabel_sequential,
+    uses_blocks,
+)
 from etem_helpers.pipeline.result import AnalysisResult
 from etem_helpers.preprocess.resample import map_to_grid, plan_resampling, resample_to_pixel_size
 from etem_helpers.preprocess.tiles import tile_positions
@@ -47,6 +54,7 @@ from etem_helpers.segmentation.predict import (
     inference_tile_shape,
     predict_probabilities,
 )
+from etem_helpers.simulate.params import MATERIALS
 
 __all__ = [
     "DEFAULT_MODEL_PATH",
@@ -180,6 +188,8 @@ class AnalyzerSettings:
     min_confidence: float | None = None
     precision: str = "auto"
     progress: bool = False
+    faults: bool = True
+    material: str | None = None
 
     def __post_init__(self) -> None:
         _check_fraction("threshold", self.threshold, closed=False)
@@ -197,6 +207,8 @@ class AnalyzerSettings:
                 raise ValueError(f"{name}={value!r} must be a non-negative integer (pixels).")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size!r} must be a positive integer.")
+        if self.material is not None and self.material not in MATERIALS:
+            raise ValueError(f"material={self.material!r} is not known; use one of {MATERIALS}.")
         if self.tile_px is not None and self.overlap_px >= self.tile_px:
             raise ValueError(
                 f"overlap_px={self.overlap_px} must be smaller than tile_px={self.tile_px}; "
@@ -236,6 +248,7 @@ class Analyzer:
         self.network, self.card, self.model_path = _resolve_model(model, self.device)
         self._model = model if self.model_path is not None else None
         self.precision = inference_precision(self.settings.precision, self.device)
+        self.fault_classifier = load_classifier() if self.settings.faults else None
         self.postprocess = postprocess_settings(
             self.card.postprocess, threshold=self.settings.threshold,
             min_confidence=self.settings.min_confidence,
@@ -283,6 +296,8 @@ class Analyzer:
             timer.lap("map_back")
         particles = measure_particles(labels, pixel_size_nm, probability=probability)
         timer.lap("measure")
+        particles = self._faults(array, labels, pixel_size_nm, particles, info)
+        timer.lap("faults")
         info.update(timing_s=timer.total(), image_shape=[int(n) for n in array.shape])
         if file_info:
             info["file"] = file_info
@@ -339,6 +354,23 @@ class Analyzer:
         info.update(min_size_px=int(settings["min_size_px"]), postprocess=settings, split=split)
         return labels
 
+    def _faults(self, image, labels, pixel_size_nm: float, particles, info: dict):
+        """Lattice and fault columns per particle (HRTEM); a calibration check from the fringes."""
+        if self.fault_classifier is None:
+            info["faults"] = "not classified (faults=False)"
+            return particles
+        lattice = analyze_faults(image, labels, pixel_size_nm, classifier=self.fault_classifier)
+        particles = particles.drop(columns=["fault_probability", "has_fault"]).merge(
+            lattice.drop(columns="zone_axis"), on="particle_id", how="left")
+        info["faults"] = (f"{int(lattice['lattice_resolved'].sum())} of {len(lattice)} particles "
+                          "lattice-resolved; fault columns decided only for those")
+        if self.settings.material is not None:
+            check = check_calibration(particles, self.settings.material, pixel_size_nm)
+            info["calibration_check"] = asdict(check)
+            if check.status == "mismatch":
+                warnings.warn(check.message, UserWarning, stacklevel=3)
+        return particles[[*PARTICLE_COLUMNS, "lattice_resolved", "d_spacing_nm"]]
+
     @staticmethod
     def _map_back(labels, foreground, plan, shape) -> tuple[np.ndarray, np.ndarray]:
         """Labels and foreground probability on the original pixel grid."""
@@ -368,8 +400,6 @@ class Analyzer:
             "resampling": dict(plan),
             "prediction_pixel_size_nm": float(prediction_pixel_size_nm),
             "settings": asdict(self.settings),
-            "faults": "not classified yet (later issue): fault_probability is NaN and has_fault "
-            "is <NA> for every particle",
         }
 
 
@@ -437,17 +467,23 @@ def analyze(image, pixel_size_nm: float | None = None, *, model="default", devic
         model's own, chosen on its validation data), ``batch_size`` (tiles per forward pass),
         ``min_diameter_nm`` (remove smaller particles; None: the model's smallest size in
         pixels), ``min_confidence`` (0–1; None: the model's), ``precision`` ("auto",
-        "float32", "bfloat16": bfloat16 on CPUs that compute it natively), ``progress``.
+        "float32", "bfloat16": bfloat16 on CPUs that compute it natively), ``progress``,
+        ``faults`` (True: classify twins/stacking faults of lattice-resolved particles with the
+        shipped classifier, :func:`etem_helpers.faults.analyze_faults`), ``material`` ("Au",
+        "Pt", "Pd", "Ag": check the calibration against the particles' fringe spacings and warn
+        on a mismatch, :func:`etem_helpers.faults.check_calibration`).
 
     Returns
     -------
     AnalysisResult
         ``labels`` (int32, 0 background, 1..N in raster order of each particle's first
         pixel), ``probability`` (float32 foreground probability), ``particles`` (the contract
-        columns on the original grid; ``fault_probability`` NaN and ``has_fault`` ``pd.NA``
-        until the fault classifier exists), ``pixel_size_nm``, ``pixel_size_source``
+        columns on the original grid), ``pixel_size_nm``, ``pixel_size_source``
         (``"argument"`` or ``"file:..."``), ``method`` (``"unet:<preset>"``) and ``info``
-        (model, device, tiles, resampling, normalisation, ``timing_s`` per stage).
+        (model, device, tiles, resampling, normalisation, ``timing_s`` per stage, ``faults``,
+        ``calibration_check`` with ``material``). With ``faults`` the table also has
+        ``lattice_resolved`` and ``d_spacing_nm``; ``fault_probability`` / ``has_fault`` are
+        NaN / NA where the lattice is not resolved (always at low magnification).
 
     Raises
     ------

@@ -1,0 +1,59 @@
+"""The Analyzer's task stages: faults on lattice-resolved particles, the calibration check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from etem_helpers.measure import PARTICLE_COLUMNS
+from etem_helpers.pipeline import Analyzer
+from etem_helpers.simulate import sample_params, simulate_micrograph
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    return Analyzer(device="cpu")
+
+
+def _sim(regime, seed, size=256):
+    params = sample_params(np.random.default_rng(seed), regime, image_size_px=size)
+    return simulate_micrograph(params, seed=seed), params
+
+
+def test_hrtem_particles_get_lattice_and_fault_columns(analyzer):
+    sim, params = _sim("hrtem", 5, size=512)
+    particles = analyzer(sim.image, params.pixel_size_nm).particles
+    assert list(particles.columns) == [*PARTICLE_COLUMNS, "lattice_resolved", "d_spacing_nm"]
+    resolved = particles["lattice_resolved"].to_numpy(bool)
+    assert resolved.any()
+    assert particles.loc[resolved, "fault_probability"].between(0, 1).all()
+    assert particles.loc[~resolved, "fault_probability"].isna().all()
+    assert particles.loc[~resolved, "has_fault"].isna().all()
+    assert particles["has_fault"].dtype == pd.BooleanDtype()
+    d = particles.loc[resolved, "d_spacing_nm"]
+    assert d.between(0.12, 0.6).all()
+
+
+def test_low_magnification_has_no_lattice(analyzer):
+    sim, params = _sim("lowmag", 3)
+    result = analyzer(sim.image, params.pixel_size_nm)
+    assert len(result.particles) and not result.particles["lattice_resolved"].any()
+    assert result.particles["has_fault"].isna().all()
+    assert result.info["timing_s"]["faults"] < 0.05  # no transform computed at 0.3 nm/px
+
+
+def test_faults_can_be_switched_off_and_material_is_checked():
+    sim, params = _sim("hrtem", 5)
+    plain = Analyzer(device="cpu", faults=False)(sim.image, params.pixel_size_nm)
+    assert "lattice_resolved" not in plain.particles and plain.particles["has_fault"].isna().all()
+    with pytest.raises(ValueError, match="material"):
+        Analyzer(device="cpu", material="Cu")
+
+
+def test_calibration_check_is_reported_when_the_material_is_given():
+    sim, params = _sim("hrtem", 5, size=512)
+    result = Analyzer(device="cpu", material=params.material)(sim.image, params.pixel_size_nm)
+    check = result.info["calibration_check"]
+    assert check["status"] in ("ok", "mismatch", "cannot check")
+    assert check["material"] == params.material
