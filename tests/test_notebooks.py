@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from etem_helpers import course, real_data
+from etem_helpers import course
+from etem_helpers.datasets import real
 
 # The shared real sample beside the project (as in conftest.py's SHARED_REAL).
 SHARED_REAL = Path(__file__).resolve().parents[2] / "shared" / "real" / "msa-em-sintering"
@@ -46,9 +47,36 @@ def test_parameters_cell_defines_the_course_parameters(notebook):
     names = re.findall(r"^([A-Z][A-Z0-9_]*)\s*=", cell.source, flags=re.M)
     assert set(REQUIRED_PARAMETERS) <= set(names), f"{notebook.name} lacks {set(REQUIRED_PARAMETERS) - set(names)}"
     assert all(name.isupper() for name in names)
-    imports = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "import " in c.source]
-    assert imports and nb.cells.index(cell) > max(i for i in imports if i < nb.cells.index(cell)), \
-        "the parameters cell comes right after the imports"
+    assert parameters_follow_imports(nb.cells), \
+        f"{notebook.name}: the parameters cell must come right after the imports cell"
+
+
+def _is_import_cell(cell) -> bool:
+    """A code cell whose statements are all imports (comments, blank lines and continuations allowed)."""
+    lines = [line for line in cell.source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    starts = [line for line in lines if not line[0].isspace() and not line.startswith(")")]
+    return cell.cell_type == "code" and bool(starts) and all(
+        line.startswith(("import ", "from ")) for line in starts)
+
+
+def parameters_follow_imports(cells) -> bool:
+    """True when the code cell just before the one tagged ``parameters`` is an imports-only cell."""
+    index = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+    before = [c for c in cells[:index] if c.cell_type == "code"]
+    return bool(before) and _is_import_cell(before[-1])
+
+
+def test_parameters_check_can_fail():
+    """The ordering check rejects a parameters cell that is not right after the imports."""
+    import nbformat
+
+    imports = nbformat.v4.new_code_cell("import numpy as np\nfrom pathlib import (\n    Path,\n)")
+    setup = nbformat.v4.new_code_cell("x = np.zeros(3)")
+    parameters = nbformat.v4.new_code_cell("SEED = 0")
+    parameters.metadata["tags"] = ["parameters"]
+    assert parameters_follow_imports([imports, parameters, setup])
+    assert not parameters_follow_imports([imports, setup, parameters])
+    assert not parameters_follow_imports([parameters, imports])
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=NAMES)
@@ -100,7 +128,7 @@ def _check_01(results):
 def _prepare_01(data_dir):
     """Put the shared real sample into the notebook's data cache (no network in tests)."""
     if SHARED_REAL.is_dir():
-        real_data.populate_cache_from(SHARED_REAL, data_dir)
+        real.populate_cache_from(SHARED_REAL, data_dir)
 
 
 def _check_03(results):
