@@ -138,6 +138,8 @@ def _check_03(results):
     for key in ("train_loss", "val_loss"):
         assert len(history[key]) == n_epochs
         assert all(math.isfinite(v) and v > 0 for v in history[key]), history[key]
+    hand = results["hand_epoch"]  # the epoch written out in the notebook
+    assert all(math.isfinite(hand[key]) and hand[key] > 0 for key in ("train_loss", "val_loss")), hand
     splits = results["splits"]
     assert sum(len(ids) for ids in splits.values()) == results["n_images"]
     assert not set(splits["train"]) & set(splits["val"])
@@ -148,14 +150,11 @@ def _check_03(results):
     assert {"U-Net (trained here)", "Otsu + watershed", "adaptive threshold + watershed"} <= set(methods)
     assert ("U-Net (shipped default)" in methods) == results["default_model_available"]
     for scores in methods.values():
-        for key in ("pixel_dice", "pixel_iou", "precision", "recall", "f1", "f1_visible"):
+        for key in ("pixel_dice", "pixel_iou", "precision", "recall", "f1", "visible_f1"):
             assert 0.0 <= scores[key] <= 1.0, (key, scores)
+    _check_pooled_against_per_image(methods, results["test_per_image"], splits["test"])
     assert all(0.0 <= v <= 1.0 for v in results["boundary_f1"].values())
-    tuned = results["postprocess"]
-    assert tuned["n_trials"] >= 2
-    assert tuned["val_tuned"]["f1"] >= tuned["val_default"]["f1"]  # the start is among the trials
-    assert set(tuned["settings"]) == {"threshold", "boundary_threshold", "min_distance_px", "h_px",
-                                      "min_size_px", "min_confidence"}
+    _check_postprocess_choice(results["postprocess"], results["checkpoint"])
     assert results["training_seconds"] > 0
     assert results["real_available"] == SHARED_REAL.is_dir()
     if results["real_available"]:
@@ -166,10 +165,44 @@ def _check_03(results):
     else:
         assert results["real_metrics"] == {}
     assert results["analyze_example"]["pixel_size_source"].startswith("file")
-    assert Path(results["checkpoint"]).is_file()
     assert {"loss_curves", "thresholds", "instance_splitting", "test_metrics"} <= set(results["figures"])
     for path in results["figures"].values():
         assert Path(path).is_file(), path
+
+
+def _check_pooled_against_per_image(pooled, per_image, test_ids):
+    """The reported pooled F1 of each method is the F1 of its per-image counts, summed over the test split."""
+    from etem_helpers.metrics.matching import detection_scores
+
+    for method, scores in pooled.items():
+        rows = [row for row in per_image if row["method"] == method]
+        assert sorted(row["name"] for row in rows) == sorted(test_ids), method
+        counts = {key: sum(int(row[key]) for row in rows) for key in ("tp", "fp", "fn")}
+        assert counts == {key: scores[key] for key in counts}, (method, counts, scores)
+        assert math.isclose(detection_scores(**counts)["f1"], scores["f1"], abs_tol=1e-12), method
+
+
+def _check_postprocess_choice(tuned, checkpoint):
+    """The chosen settings are the best trial, from the grid, with honest F1s, and saved in the model."""
+    from etem_helpers.metrics.matching import detection_scores
+    from etem_helpers.segmentation import load_checkpoint
+    from etem_helpers.segmentation.postprocess import DEFAULT_POSTPROCESS, POSTPROCESS_GRID
+
+    settings, trials = tuned["settings"], tuned["trials"]
+    assert set(settings) == set(DEFAULT_POSTPROCESS)
+    assert tuned["n_trials"] == len(trials) >= 2
+    for trial in trials:  # every reported F1 is the F1 of its own counts
+        counts = {key: trial[key] for key in ("tp", "fp", "fn")}
+        assert math.isclose(trial["f1"], detection_scores(**counts)["f1"], abs_tol=1e-12), trial
+    best = max(trials, key=lambda trial: trial["f1"])
+    assert {key: best[key] for key in settings} == settings, "the chosen settings are not the best trial"
+    assert tuned["val_tuned"]["f1"] == best["f1"] and tuned["val_default"] == trials[0]
+    assert {key: trials[0][key] for key in settings} == dict(DEFAULT_POSTPROCESS)
+    for key, value in settings.items():
+        assert value in (*POSTPROCESS_GRID[key], DEFAULT_POSTPROCESS[key]), (key, value)
+    _, card = load_checkpoint(checkpoint)
+    assert dict(card.postprocess) == settings, "the model card does not hold the chosen settings"
+    assert card.normalization.to_dict()["method"] == "percentile"
 
 
 # One check per notebook number: a notebook without a check fails, so none runs unchecked.
