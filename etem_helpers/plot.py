@@ -369,13 +369,15 @@ def threshold_masks(probability: np.ndarray, labels: np.ndarray, thresholds, dic
     return fig
 
 
-def instance_maps(panels: dict):
+def instance_maps(panels: dict, *, count: bool = True):
     """Instance label maps side by side, each particle in its own colour, with counts.
 
     Parameters
     ----------
     panels : dict
-        ``{title: (H, W) instance labels}``.
+        ``{title: (H, W) instance labels}`` (or 0/1 masks, with ``count=False``).
+    count : bool
+        Add the number of particles (distinct nonzero labels) to each title.
 
     Returns
     -------
@@ -389,7 +391,7 @@ def instance_maps(panels: dict):
         labels = np.asarray(labels)
         n_found = len(np.unique(labels[labels > 0]))
         ax.imshow(np.where(labels > 0, labels % 20 + 1, 0), cmap="tab20", interpolation="nearest")
-        ax.set_title(f"{title}: {n_found} particles", fontsize="small")
+        ax.set_title(f"{title}: {n_found} particles" if count else title, fontsize="small")
         ax.set_axis_off()
     return fig
 
