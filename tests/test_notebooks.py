@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from etem_helpers import course
-from etem_helpers.datasets import real as real_data
+from etem_helpers.datasets import real
 
 # The shared real sample beside the project (as in conftest.py's SHARED_REAL).
 SHARED_REAL = Path(__file__).resolve().parents[2] / "shared" / "real" / "msa-em-sintering"
@@ -47,9 +47,36 @@ def test_parameters_cell_defines_the_course_parameters(notebook):
     names = re.findall(r"^([A-Z][A-Z0-9_]*)\s*=", cell.source, flags=re.M)
     assert set(REQUIRED_PARAMETERS) <= set(names), f"{notebook.name} lacks {set(REQUIRED_PARAMETERS) - set(names)}"
     assert all(name.isupper() for name in names)
-    imports = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "import " in c.source]
-    assert imports and nb.cells.index(cell) > max(i for i in imports if i < nb.cells.index(cell)), \
-        "the parameters cell comes right after the imports"
+    assert parameters_follow_imports(nb.cells), \
+        f"{notebook.name}: the parameters cell must come right after the imports cell"
+
+
+def _is_import_cell(cell) -> bool:
+    """A code cell whose statements are all imports (comments, blank lines and continuations allowed)."""
+    lines = [line for line in cell.source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    starts = [line for line in lines if not line[0].isspace() and not line.startswith(")")]
+    return cell.cell_type == "code" and bool(starts) and all(
+        line.startswith(("import ", "from ")) for line in starts)
+
+
+def parameters_follow_imports(cells) -> bool:
+    """True when the code cell just before the one tagged ``parameters`` is an imports-only cell."""
+    index = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+    before = [c for c in cells[:index] if c.cell_type == "code"]
+    return bool(before) and _is_import_cell(before[-1])
+
+
+def test_parameters_check_can_fail():
+    """The ordering check rejects a parameters cell that is not right after the imports."""
+    import nbformat
+
+    imports = nbformat.v4.new_code_cell("import numpy as np\nfrom pathlib import (\n    Path,\n)")
+    setup = nbformat.v4.new_code_cell("x = np.zeros(3)")
+    parameters = nbformat.v4.new_code_cell("SEED = 0")
+    parameters.metadata["tags"] = ["parameters"]
+    assert parameters_follow_imports([imports, parameters, setup])
+    assert not parameters_follow_imports([imports, setup, parameters])
+    assert not parameters_follow_imports([parameters, imports])
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=NAMES)
@@ -101,7 +128,7 @@ def _check_01(results):
 def _prepare_01(data_dir):
     """Put the shared real sample into the notebook's data cache (no network in tests)."""
     if SHARED_REAL.is_dir():
-        real_data.populate_cache_from(SHARED_REAL, data_dir)
+        real.populate_cache_from(SHARED_REAL, data_dir)
 
 
 def _check_03(results):
@@ -111,6 +138,11 @@ def _check_03(results):
     for key in ("train_loss", "val_loss"):
         assert len(history[key]) == n_epochs
         assert all(math.isfinite(v) and v > 0 for v in history[key]), history[key]
+    hand = results["hand_epoch"]  # the epoch written out in the notebook
+    assert all(math.isfinite(hand[key]) and hand[key] > 0 for key in ("train_loss", "val_loss")), hand
+    if results["device"] == "cpu":  # same weights, crops and order: the helper's first epoch is the hand one
+        for key in ("train_loss", "val_loss"):
+            assert math.isclose(history[key][0], hand[key], rel_tol=1e-4), (key, history[key][0], hand[key])
     splits = results["splits"]
     assert sum(len(ids) for ids in splits.values()) == results["n_images"]
     assert not set(splits["train"]) & set(splits["val"])
@@ -121,14 +153,11 @@ def _check_03(results):
     assert {"U-Net (trained here)", "Otsu + watershed", "adaptive threshold + watershed"} <= set(methods)
     assert ("U-Net (shipped default)" in methods) == results["default_model_available"]
     for scores in methods.values():
-        for key in ("pixel_dice", "pixel_iou", "precision", "recall", "f1", "f1_visible"):
+        for key in ("pixel_dice", "pixel_iou", "precision", "recall", "f1", "visible_f1"):
             assert 0.0 <= scores[key] <= 1.0, (key, scores)
+    _check_pooled_against_per_image(methods, results["test_per_image"], splits["test"])
     assert all(0.0 <= v <= 1.0 for v in results["boundary_f1"].values())
-    tuned = results["postprocess"]
-    assert tuned["n_trials"] >= 2
-    assert tuned["val_tuned"]["f1"] >= tuned["val_default"]["f1"]  # the start is among the trials
-    assert set(tuned["settings"]) == {"threshold", "boundary_threshold", "min_distance_px", "h_px",
-                                      "min_size_px", "min_confidence"}
+    _check_postprocess_choice(results["postprocess"], results["checkpoint"])
     assert results["training_seconds"] > 0
     assert results["real_available"] == SHARED_REAL.is_dir()
     if results["real_available"]:
@@ -139,7 +168,6 @@ def _check_03(results):
     else:
         assert results["real_metrics"] == {}
     assert results["analyze_example"]["pixel_size_source"].startswith("file")
-    assert Path(results["checkpoint"]).is_file()
     assert {"loss_curves", "thresholds", "instance_splitting", "test_metrics"} <= set(results["figures"])
     for path in results["figures"].values():
         assert Path(path).is_file(), path
@@ -198,6 +226,41 @@ def _check_06(results):
         assert "agreement_real" in results["figures"]
     for name in ("pvalue_vs_n", "agreement_simulated", "size_distributions", "forest"):
         assert Path(results["figures"][name]).is_file(), name
+
+
+def _check_pooled_against_per_image(pooled, per_image, test_ids):
+    """The reported pooled F1 of each method is the F1 of its per-image counts, summed over the test split."""
+    from etem_helpers.metrics.matching import detection_scores
+
+    for method, scores in pooled.items():
+        rows = [row for row in per_image if row["method"] == method]
+        assert sorted(row["name"] for row in rows) == sorted(test_ids), method
+        counts = {key: sum(int(row[key]) for row in rows) for key in ("tp", "fp", "fn")}
+        assert counts == {key: scores[key] for key in counts}, (method, counts, scores)
+        assert math.isclose(detection_scores(**counts)["f1"], scores["f1"], abs_tol=1e-12), method
+
+
+def _check_postprocess_choice(tuned, checkpoint):
+    """The chosen settings are the best trial, from the grid, with honest F1s, and saved in the model."""
+    from etem_helpers.metrics.matching import detection_scores
+    from etem_helpers.segmentation import load_checkpoint
+    from etem_helpers.segmentation.postprocess import DEFAULT_POSTPROCESS, POSTPROCESS_GRID
+
+    settings, trials = tuned["settings"], tuned["trials"]
+    assert set(settings) == set(DEFAULT_POSTPROCESS)
+    assert tuned["n_trials"] == len(trials) >= 2
+    for trial in trials:  # every reported F1 is the F1 of its own counts
+        counts = {key: trial[key] for key in ("tp", "fp", "fn")}
+        assert math.isclose(trial["f1"], detection_scores(**counts)["f1"], abs_tol=1e-12), trial
+    best = max(trials, key=lambda trial: trial["f1"])
+    assert {key: best[key] for key in settings} == settings, "the chosen settings are not the best trial"
+    assert tuned["val_tuned"]["f1"] == best["f1"] and tuned["val_default"] == trials[0]
+    assert {key: trials[0][key] for key in settings} == dict(DEFAULT_POSTPROCESS)
+    for key, value in settings.items():
+        assert value in (*POSTPROCESS_GRID[key], DEFAULT_POSTPROCESS[key]), (key, value)
+    _, card = load_checkpoint(checkpoint)
+    assert dict(card.postprocess) == settings, "the model card does not hold the chosen settings"
+    assert card.normalization.to_dict()["method"] == "percentile"
 
 
 # One check per notebook number: a notebook without a check fails, so none runs unchecked.
