@@ -7,7 +7,12 @@ they import PyTorch when imported.
 from .checkpoint import CheckpointError, ModelCard, load_checkpoint, save_checkpoint
 from .instances import filter_instances, labels_to_targets, split_instances, split_instances_blocked
 from .model import PRESETS, build_unet, dice_bce_loss
-from .postprocess import DEFAULT_POSTPROCESS, postprocess_settings, probabilities_to_instances
+from .postprocess import (
+    DEFAULT_POSTPROCESS,
+    postprocess_settings,
+    probabilities_to_instances,
+    tune_postprocess,
+)
 from .predict import fuse_for_inference, inference_tile_shape, predict_probabilities
 
 __all__ = [
@@ -28,4 +33,5 @@ __all__ = [
     "save_checkpoint",
     "split_instances",
     "split_instances_blocked",
+    "tune_postprocess",
 ]
