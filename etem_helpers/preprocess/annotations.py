@@ -248,6 +248,7 @@ class _Region:
     value: float
     bar: dict | None = None
     seed: bool = True  # False: a glyph part found near a seed (not exactly flat)
+    saturated: bool = False  # the micrograph itself is clipped at this value
 
     @property
     def bbox(self) -> tuple[int, int, int, int]:
@@ -347,7 +348,7 @@ def flat_pixels(image: np.ndarray, *, tolerance: float = 0.0, min_run_px: int = 
 def _candidate_values(image, flat, settings: AnnotationSettings) -> list[float]:
     """The grey values worth searching: most frequent among flat pixels, plus min and max."""
     values, counts = np.unique(image[flat], return_counts=True)
-    keep = counts >= settings.min_component_px
+    keep = counts >= settings.min_group_px  # fewer cannot make a group of their own
     values, counts = values[keep], counts[keep]
     if values.size == 0:
         return []
@@ -432,8 +433,9 @@ def _bar_geometry(region: _Region, settings: AnnotationSettings, width_px: int) 
             "has_end_ticks": has_ticks}
 
 
-def _find_regions(image, settings: AnnotationSettings) -> tuple[list[_Region], float, float]:
-    """Sharp-edged regions of one value (the overlay parts), the noise sigma, the edge test."""
+def _find_regions(image, settings: AnnotationSettings) -> tuple[list[_Region], float, float,
+                                                                 float]:
+    """Sharp-edged regions of one value (the overlay parts); noise, edge threshold, tolerance."""
     sigma = noise_sigma(image)
     tolerance = _equality_tolerance(image, sigma)
     flat = flat_pixels(image, tolerance=tolerance, min_run_px=settings.min_run_px)
@@ -441,18 +443,21 @@ def _find_regions(image, settings: AnnotationSettings) -> tuple[list[_Region], f
     threshold = max(settings.edge_contrast_noise * sigma,
                     settings.edge_contrast_range * float(high - low), tolerance)
     if np.count_nonzero(flat) < settings.min_component_px or not threshold > 0:
-        return [], sigma, threshold  # a blank frame is not an overlay
+        return [], sigma, threshold, tolerance  # a blank frame is not an overlay
     regions = []
     for value in _candidate_values(image, flat, settings):
-        saturated = _is_saturation_value(image, value, sigma, tolerance, settings)
+        saturated = None
         for region in _regions_of_value(image, flat, value, tolerance, settings):
             if not _has_sharp_edge(image, region, threshold, settings.step_ratio):
                 continue
+            if saturated is None:
+                saturated = _is_saturation_value(image, value, sigma, tolerance, settings)
             region.bar = _bar_geometry(region, settings, image.shape[1])
             if saturated and region.bar is None and not _is_block(region):
                 continue  # a saturated fragment of the micrograph, not a drawn overlay
+            region.saturated = saturated
             regions.append(region)
-    return regions, sigma, threshold
+    return regions, sigma, threshold, tolerance
 
 
 def _is_saturation_value(image, value, sigma, tolerance, settings) -> bool:
@@ -473,15 +478,18 @@ def _is_block(region: _Region, min_px: int = 200, min_fill: float = 0.9) -> bool
     return bool(region.n_pixels >= min_px and filled.mean() >= min_fill)
 
 
-def _nearby_glyphs(image, group: list[_Region], threshold: float,
+def _nearby_glyphs(image, group: list[_Region], threshold: float, tolerance: float,
                    settings: AnnotationSettings) -> list[_Region]:
     """Glyph parts near a group that are close to its value but not exactly flat.
 
     Small anti-aliased fonts have strokes without a fully covered pixel; they are found as
-    sharp-edged components of pixels within 35 % of the contrast from the group's value, in a
-    window around the group (a bar's label sits within a few text heights of it).
+    sharp-edged components of pixels within 35 % of the contrast from the group's value with at
+    least two pixels within 10 % of it (nearly covered pixels), in a window around the group (a
+    bar's label sits within a few text heights of it).
     """
     main = max(group, key=lambda r: r.n_pixels)
+    if main.saturated:
+        return []  # near-saturated pixels there belong to the micrograph too
     main_height = main.bbox[2] - main.bbox[0]
     reach = int(max(24, 4 * min(main_height, 16)))
     box = _union_box(r.bbox for r in group)
@@ -492,6 +500,7 @@ def _nearby_glyphs(image, group: list[_Region], threshold: float,
     if contrast < threshold:
         return []
     near = np.abs(window - main.value) <= 0.35 * contrast
+    core = np.abs(window - main.value) <= max(0.1 * contrast, tolerance)
     for region in group:  # already found
         rows, cols = region.slices
         near[rows.start - r0 : rows.stop - r0, cols.start - c0 : cols.stop - c0] &= ~region.mask
@@ -499,7 +508,7 @@ def _nearby_glyphs(image, group: list[_Region], threshold: float,
     found = []
     for index, slices in enumerate(ndimage.find_objects(labels), start=1):
         mask = labels[slices] == index
-        if np.count_nonzero(mask) < 3:
+        if np.count_nonzero(mask) < 3 or np.count_nonzero(core[slices][mask]) < 2:
             continue
         absolute = (slice(slices[0].start + r0, slices[0].stop + r0),
                     slice(slices[1].start + c0, slices[1].stop + c0))
@@ -518,7 +527,7 @@ def _box_gap(a, b) -> int:
 
 
 def _group_regions(regions: list[_Region], settings: AnnotationSettings) -> list[list[_Region]]:
-    """Regions within one glyph height of each other form a group (union-find)."""
+    """Regions within 1.5 glyph heights of each other form a group (union-find)."""
     parent = list(range(len(regions)))
 
     def root(i: int) -> int:
@@ -531,7 +540,7 @@ def _group_regions(regions: list[_Region], settings: AnnotationSettings) -> list
     heights = [min(b[2] - b[0], 24) for b in boxes]
     for i in range(len(regions)):
         for j in range(i + 1, len(regions)):
-            allowed = max(settings.margin_px + 2, max(heights[i], heights[j]))
+            allowed = max(settings.margin_px + 2, 1.5 * max(heights[i], heights[j]))
             if _box_gap(boxes[i], boxes[j]) <= allowed:
                 parent[root(i)] = root(j)
     groups: dict[int, list[_Region]] = {}
@@ -671,11 +680,12 @@ def find_annotations(image, settings: AnnotationSettings | None = None) -> Annot
     """
     settings = settings or AnnotationSettings()
     array = _as_image(image)
-    regions, sigma, threshold = _find_regions(array, settings)
+    regions, sigma, threshold, tolerance = _find_regions(array, settings)
     groups = _group_regions(regions, settings)
-    extras = [region for group in groups
-              if not _is_data_bar(group, array.shape, settings)
-              for region in _nearby_glyphs(array, group, threshold, settings)]
+    seeds = [[r for r in group if r.bar is not None]
+             if _is_data_bar(group, array.shape, settings) else group for group in groups]
+    extras = [region for group in seeds if group
+              for region in _nearby_glyphs(array, group, threshold, tolerance, settings)]
     if extras:
         groups = _group_regions(regions + extras, settings)
     mask = np.zeros(array.shape, dtype=bool)
