@@ -107,7 +107,7 @@ class AnnotationSettings:
     max_values: int = 8
     margin_px: int = 2
     max_bar_width_fraction: float = 0.75
-    min_bar_length_px: int = 10
+    min_bar_length_px: int = 16
     min_bar_aspect: float = 4.0
     data_bar_width_fraction: float = 0.6
 
@@ -406,10 +406,17 @@ def _has_sharp_edge(image, region: _Region, threshold: float, step_ratio: float)
 
 
 def _bar_geometry(region: _Region, settings: AnnotationSettings, width_px: int) -> dict | None:
-    """Geometry of a horizontal filled bar (optionally with end ticks), else None."""
+    """Geometry of a horizontal filled bar (optionally with end ticks), else None.
+
+    The bar is one contiguous band of fully covered rows at least ``min_bar_aspect`` times
+    longer than thick; outside the band (and the partly covered row on each side of it) only
+    end ticks may stick out, and the whole is at most 0.6 times as high as long (unlike a
+    glyph such as "H").
+    """
     mask = region.mask
     height, width = mask.shape
-    if width < settings.min_bar_length_px or width > settings.max_bar_width_fraction * width_px:
+    if width < settings.min_bar_length_px or width > settings.max_bar_width_fraction * width_px \
+            or height > 0.6 * width:
         return None
     row_counts = mask.sum(axis=1)
     full = np.flatnonzero(row_counts >= 0.95 * width)
@@ -422,7 +429,7 @@ def _bar_geometry(region: _Region, settings: AnnotationSettings, width_px: int) 
     if not band.all():
         return None
     others = mask.copy()
-    others[full[0] : full[-1] + 1] = False
+    others[max(full[0] - 1, 0) : full[-1] + 2] = False  # the band and its anti-aliased rows
     tick_px = max(3, thickness, int(0.05 * width))
     columns = np.flatnonzero(others.any(axis=0))
     if columns.size and ((columns >= tick_px) & (columns < width - tick_px)).any():
@@ -431,6 +438,17 @@ def _bar_geometry(region: _Region, settings: AnnotationSettings, width_px: int) 
                      (columns >= width - tick_px).any())
     return {"band_rows": (int(full[0]), int(full[-1]) + 1), "thickness_px": thickness,
             "has_end_ticks": has_ticks}
+
+
+def _quick_contrast(image, region: _Region) -> float:
+    """Median difference from the region's value of the other pixels of its box + 3 px."""
+    rows, cols = region.slices
+    r0, c0 = max(rows.start - 3, 0), max(cols.start - 3, 0)
+    window = image[r0 : rows.stop + 3, c0 : cols.stop + 3]
+    inside = np.zeros(window.shape, dtype=bool)
+    inside[rows.start - r0 : rows.stop - r0, cols.start - c0 : cols.stop - c0] = region.mask
+    outside = window[~inside]
+    return float(np.median(np.abs(outside - region.value))) if outside.size else 0.0
 
 
 def _find_regions(image, settings: AnnotationSettings) -> tuple[list[_Region], float, float,
@@ -448,11 +466,16 @@ def _find_regions(image, settings: AnnotationSettings) -> tuple[list[_Region], f
     for value in _candidate_values(image, flat, settings):
         saturated = None
         for region in _regions_of_value(image, flat, value, tolerance, settings):
-            if not _has_sharp_edge(image, region, threshold, settings.step_ratio):
+            region.bar = _bar_geometry(region, settings, image.shape[1])
+            if region.bar is not None and region.n_pixels >= 100:
+                # a long exact rectangle is drawn, even on content of nearly its own value
+                if _quick_contrast(image, region) < max(sigma, tolerance):
+                    continue
+            elif _quick_contrast(image, region) < threshold or not _has_sharp_edge(
+                    image, region, threshold, settings.step_ratio):
                 continue
             if saturated is None:
                 saturated = _is_saturation_value(image, value, sigma, tolerance, settings)
-            region.bar = _bar_geometry(region, settings, image.shape[1])
             if saturated and region.bar is None and not _is_block(region):
                 continue  # a saturated fragment of the micrograph, not a drawn overlay
             region.saturated = saturated
@@ -821,20 +844,24 @@ def mask_annotations(image, annotations: Annotations, *, seed: int = 0) -> np.nd
         return out
     if mask.all():
         raise ValueError("annotations mask covers the whole image; nothing is left to analyse.")
-    valid = ~mask
     reach = float(ndimage.distance_transform_cdt(mask, metric="chessboard").max())
     size = int(2 * reach + 3)
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    window = (slice(max(rows[0] - size, 0), rows[-1] + size + 1),
+              slice(max(cols[0] - size, 0), cols[-1] + size + 1))
+    sub, hole = array[window], mask[window]
+    valid = ~hole
     weight = valid.astype(np.float64)
-    values = np.where(valid, array, 0.0)
-    for _ in range(2):
+    values = np.where(valid, sub, 0.0)
+    for _ in range(2):  # valid-weighted box average, then once more to smooth it
         total = ndimage.uniform_filter(values, size=size, mode="reflect")
         count = ndimage.uniform_filter(weight, size=size, mode="reflect")
-        fill = np.where(count > 1e-9, total / np.maximum(count, 1e-9), np.median(array[valid]))
-        values, weight = np.where(valid, array, fill), np.ones_like(weight)
-    sigma = noise_sigma(np.where(mask, fill, array))
+        fill = np.where(count > 1e-9, total / np.maximum(count, 1e-9), np.median(sub[valid]))
+        values, weight = np.where(valid, sub, fill), np.ones_like(weight)
+    sigma = noise_sigma(np.where(hole, values, sub))
     rng = np.random.default_rng(seed)
-    noise = rng.normal(0.0, sigma, size=int(np.count_nonzero(mask)))
-    out[mask] = (values[mask] + noise).astype(np.float32)
+    noise = rng.normal(0.0, sigma, size=int(np.count_nonzero(hole)))
+    out[window][hole] = (values[hole] + noise).astype(np.float32)
     return out
 
 
