@@ -52,6 +52,8 @@ __all__ = [
 #: Kinds of :class:`Annotation`.
 KINDS = ("scale bar", "text", "data bar", "uniform region")
 _EIGHT = np.ones((3, 3), dtype=bool)
+#: Rows masked above and below a scale bar (its end ticks, drawn thin, may not be exact).
+_TICK_PAD_PX = 7
 
 
 @dataclass(frozen=True)
@@ -365,24 +367,28 @@ def _regions_of_value(image, flat, value, tolerance, settings) -> list[_Region]:
     seeds = flat & equal
     if np.count_nonzero(seeds) < settings.min_component_px:
         return []
-    labels, _ = ndimage.label(equal, structure=_EIGHT)
+    labels, n_labels = ndimage.label(equal, structure=_EIGHT)
     seeded = np.unique(labels[seeds])
     seeded = seeded[seeded > 0]
+    # renumber the seeded components only (find_objects over every noise speck is slow)
+    lookup = np.zeros(n_labels + 1, dtype=np.int32)
+    lookup[seeded] = np.arange(1, seeded.size + 1, dtype=np.int32)
+    labels = lookup[labels]
     regions = []
-    objects = ndimage.find_objects(labels)
-    for label_id in seeded:
-        slices = objects[label_id - 1]
-        mask = labels[slices] == label_id
+    for index, slices in enumerate(ndimage.find_objects(labels), start=1):
+        mask = labels[slices] == index
         if np.count_nonzero(mask) >= settings.min_component_px:
             regions.append(_Region(slices=slices, mask=mask, value=value))
     return regions
 
 
-def _has_sharp_edge(image, region: _Region, threshold: float, step_ratio: float) -> bool:
+def _has_sharp_edge(image, region: _Region, threshold: float, step_ratio: float,
+                    quantile: float = 20.0) -> bool:
     """Whether the region ends in a step, not a ramp or noise around a saturated core.
 
-    2-3 px outside it, 80 % of the pixels must differ from its value by at least ``threshold``
-    (a saturated part of a noisy micrograph has many near-saturated pixels around it) and the
+    2-3 px outside it, ``100 - quantile`` % of the pixels must differ from its value by at least
+    ``threshold`` (a saturated part of a noisy micrograph has many near-saturated pixels around
+    it; glyphs found next to a bar, whose neighbours are glyphs too, use the median) and the
     median difference there must be at least ``step_ratio`` times that 6-8 px outside (an
     overlay drawn on the image is a step; a saturated particle core fades out: a ramp).
     """
@@ -400,23 +406,24 @@ def _has_sharp_edge(image, region: _Region, threshold: float, step_ratio: float)
     if not near.any():  # the region fills the image
         return False
     window = np.abs(image[r0:r1, c0:c1] - region.value)
-    low, step = np.percentile(window[near], [20.0, 50.0])
+    low, step = np.percentile(window[near], [quantile, 50.0])
     outer = float(np.median(window[far])) if far.any() else step
     return bool(low >= threshold and step >= step_ratio * outer)
 
 
-def _bar_geometry(region: _Region, settings: AnnotationSettings, width_px: int) -> dict | None:
+def _bar_geometry(region: _Region, settings: AnnotationSettings, shape) -> dict | None:
     """Geometry of a horizontal filled bar (optionally with end ticks), else None.
 
     The bar is one contiguous band of fully covered rows at least ``min_bar_aspect`` times
     longer than thick; outside the band (and the partly covered row on each side of it) only
     end ticks may stick out, and the whole is at most 0.6 times as high as long (unlike a
-    glyph such as "H").
+    glyph such as "H"), and it does not touch the image border (saturated content cut by the
+    border can be rectangular).
     """
     mask = region.mask
     height, width = mask.shape
-    if width < settings.min_bar_length_px or width > settings.max_bar_width_fraction * width_px \
-            or height > 0.6 * width:
+    if width < settings.min_bar_length_px or width > settings.max_bar_width_fraction * shape[1] \
+            or height > 0.6 * width or _touches_border(region.bbox, shape):
         return None
     row_counts = mask.sum(axis=1)
     full = np.flatnonzero(row_counts >= 0.95 * width)
@@ -466,8 +473,10 @@ def _find_regions(image, settings: AnnotationSettings) -> tuple[list[_Region], f
     for value in _candidate_values(image, flat, settings):
         saturated = None
         for region in _regions_of_value(image, flat, value, tolerance, settings):
-            region.bar = _bar_geometry(region, settings, image.shape[1])
-            if region.bar is not None and region.n_pixels >= 100:
+            region.bar = _bar_geometry(region, settings, image.shape)
+            drawn_shape = (region.bar is not None and region.n_pixels >= 100) or _is_block(
+                region, image.shape, settings)
+            if drawn_shape:
                 # a long exact rectangle is drawn, even on content of nearly its own value
                 if _quick_contrast(image, region) < max(sigma, tolerance):
                     continue
@@ -476,7 +485,7 @@ def _find_regions(image, settings: AnnotationSettings) -> tuple[list[_Region], f
                 continue
             if saturated is None:
                 saturated = _is_saturation_value(image, value, sigma, tolerance, settings)
-            if saturated and region.bar is None and not _is_block(region):
+            if saturated and not drawn_shape:
                 continue  # a saturated fragment of the micrograph, not a drawn overlay
             region.saturated = saturated
             regions.append(region)
@@ -495,10 +504,24 @@ def _is_saturation_value(image, value, sigma, tolerance, settings) -> bool:
     return bool(near >= settings.saturation_ratio * max(exact, 1))
 
 
-def _is_block(region: _Region, min_px: int = 200, min_fill: float = 0.9) -> bool:
-    """A large, nearly rectangular region (a data bar's or a label box's background)."""
-    filled = ndimage.binary_fill_holes(region.mask)
-    return bool(region.n_pixels >= min_px and filled.mean() >= min_fill)
+def _touches_border(box, shape) -> bool:
+    return bool(box[0] == 0 or box[1] == 0 or box[2] == shape[0] or box[3] == shape[1])
+
+
+def _is_block(region: _Region, shape, settings: AnnotationSettings, min_px: int = 500,
+              min_fill: float = 0.9) -> bool:
+    """A large, nearly rectangular region (a data bar's or a label box's background).
+
+    One that touches the image border must span ``data_bar_width_fraction`` of the width (a
+    data bar): saturated content cut by the border can look rectangular too.
+    """
+    if region.n_pixels < min_px:
+        return False
+    box = region.bbox
+    if _touches_border(box, shape) and box[3] - box[1] < settings.data_bar_width_fraction \
+            * shape[1]:
+        return False
+    return bool(ndimage.binary_fill_holes(region.mask).mean() >= min_fill)
 
 
 def _nearby_glyphs(image, group: list[_Region], threshold: float, tolerance: float,
@@ -506,9 +529,11 @@ def _nearby_glyphs(image, group: list[_Region], threshold: float, tolerance: flo
     """Glyph parts near a group that are close to its value but not exactly flat.
 
     Small anti-aliased fonts have strokes without a fully covered pixel; they are found as
-    sharp-edged components of pixels within 35 % of the contrast from the group's value with at
-    least two pixels within 10 % of it (nearly covered pixels), in a window around the group (a
-    bar's label sits within a few text heights of it).
+    sharp-edged components (5 px or more) of pixels within 30 % of the contrast from the group's value with at
+    least two pixels within 25 % of it (mostly covered pixels) and, for components of 20 px or
+    more at least 4 px wide and high, at least 10 % within 5 % of it (large glyphs have fully
+    covered pixels; noisy particle cores do not; thin anti-aliased ticks may not), in a window around the group (a bar's label sits within a few
+    text heights of it).
     """
     main = max(group, key=lambda r: r.n_pixels)
     if main.saturated:
@@ -522,8 +547,9 @@ def _nearby_glyphs(image, group: list[_Region], threshold: float, tolerance: flo
     contrast = abs(main.value - float(np.median(window)))
     if contrast < threshold:
         return []
-    near = np.abs(window - main.value) <= 0.35 * contrast
-    core = np.abs(window - main.value) <= max(0.1 * contrast, tolerance)
+    near = np.abs(window - main.value) <= 0.3 * contrast
+    core = np.abs(window - main.value) <= max(0.25 * contrast, tolerance)
+    solid = np.abs(window - main.value) <= max(0.05 * contrast, tolerance)
     for region in group:  # already found
         rows, cols = region.slices
         near[rows.start - r0 : rows.stop - r0, cols.start - c0 : cols.stop - c0] &= ~region.mask
@@ -531,12 +557,15 @@ def _nearby_glyphs(image, group: list[_Region], threshold: float, tolerance: flo
     found = []
     for index, slices in enumerate(ndimage.find_objects(labels), start=1):
         mask = labels[slices] == index
-        if np.count_nonzero(mask) < 3 or np.count_nonzero(core[slices][mask]) < 2:
+        n_px = np.count_nonzero(mask)
+        if n_px < 5 or np.count_nonzero(core[slices][mask]) < 2:
             continue
+        if n_px >= 20 and min(mask.shape) >= 4 and np.mean(solid[slices][mask]) < 0.1:
+            continue  # a large glyph has fully covered pixels; a dark particle is noisy
         absolute = (slice(slices[0].start + r0, slices[0].stop + r0),
                     slice(slices[1].start + c0, slices[1].stop + c0))
         region = _Region(slices=absolute, mask=mask, value=main.value, seed=False)
-        if _has_sharp_edge(image, region, threshold, settings.step_ratio):
+        if _has_sharp_edge(image, region, threshold, settings.step_ratio, quantile=50.0):
             found.append(region)
     return found
 
@@ -549,9 +578,9 @@ def _box_gap(a, b) -> int:
     return max(gap_rows, gap_cols)
 
 
-def _group_regions(regions: list[_Region], settings: AnnotationSettings) -> list[list[_Region]]:
-    """Regions within 1.5 glyph heights of each other form a group (union-find)."""
-    parent = list(range(len(regions)))
+def _cluster_boxes(boxes, margin_px: int) -> list[int]:
+    """Cluster index of each box: boxes within 1.5 heights (at most 24 px each) are joined."""
+    parent = list(range(len(boxes)))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -559,17 +588,26 @@ def _group_regions(regions: list[_Region], settings: AnnotationSettings) -> list
             i = parent[i]
         return i
 
-    boxes = [r.bbox for r in regions]
     heights = [min(b[2] - b[0], 24) for b in boxes]
-    for i in range(len(regions)):
-        for j in range(i + 1, len(regions)):
-            allowed = max(settings.margin_px + 2, 1.5 * max(heights[i], heights[j]))
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            allowed = max(margin_px + 2, 1.5 * max(heights[i], heights[j]))
             if _box_gap(boxes[i], boxes[j]) <= allowed:
                 parent[root(i)] = root(j)
-    groups: dict[int, list[_Region]] = {}
-    for i, region in enumerate(regions):
-        groups.setdefault(root(i), []).append(region)
-    ordered = sorted(groups.values(), key=lambda g: min((r.bbox[0], r.bbox[1]) for r in g))
+    return [root(i) for i in range(len(boxes))]
+
+
+def _group_regions(regions: list[_Region], settings: AnnotationSettings) -> list[list[_Region]]:
+    """Groups of regions within 1.5 glyph heights of each other, then of those groups (a line
+    of glyphs and the bar under it); a group needs ``min_group_px`` exactly flat pixels."""
+    groups = [[region] for region in regions]
+    for _ in range(2):
+        boxes = [_union_box(r.bbox for r in group) for group in groups]
+        merged: dict[int, list[_Region]] = {}
+        for group, key in zip(groups, _cluster_boxes(boxes, settings.margin_px), strict=True):
+            merged.setdefault(key, []).extend(group)
+        groups = list(merged.values())
+    ordered = sorted(groups, key=lambda g: min((r.bbox[0], r.bbox[1]) for r in g))
     return [g for g in ordered
             if sum(r.n_pixels for r in g if r.seed) >= settings.min_group_px]
 
@@ -587,7 +625,7 @@ def _is_data_bar(group: list[_Region], shape, settings: AnnotationSettings) -> b
         box = region.bbox
         wide = box[3] - box[1] >= settings.data_bar_width_fraction * width
         at_edge = box[0] >= height * 2 / 3 or box[2] <= height / 3
-        if wide and at_edge and region.bar is None and _is_block(region):
+        if wide and at_edge and region.bar is None and _is_block(region, shape, settings):
             return True
     return False
 
@@ -718,6 +756,11 @@ def find_annotations(image, settings: AnnotationSettings | None = None) -> Annot
         box = _union_box(r.bbox for r in group)
         data_bar = _is_data_bar(group, array.shape, settings)
         _mask_group(mask, box, array.shape, settings, data_bar)
+        for region in group:
+            if region.bar is not None:  # thin anti-aliased end ticks may not be exact
+                r0, c0, r1, c1 = region.bbox
+                mask[max(r0 - _TICK_PAD_PX, 0) : r1 + _TICK_PAD_PX,
+                     max(c0 - settings.margin_px, 0) : c1 + settings.margin_px] = True
         items.extend(_describe_group(group, data_bar))
         for region in group:
             if region.bar is not None:
