@@ -18,6 +18,7 @@ from etem_helpers.preprocess.annotations import (
     mask_annotations,
     measure_scale_bar,
     pixel_size_from_scale_bar,
+    strip_annotations,
 )
 from etem_helpers.simulate import sample_params, simulate_micrograph
 from etem_helpers.simulate.overlays import burn_in_scale_bar, export_8bit
@@ -201,3 +202,23 @@ def test_analyze_after_masking_reports_no_particle_on_bar_or_text(micrograph):
     clean = analyze(export_8bit(image), measured, device="cpu").labels
     for particle_id in range(1, int(labels.max()) + 1):
         assert (clean[labels == particle_id] > 0).any(), f"particle {particle_id} is new"
+
+
+def test_strip_annotations_one_call(micrograph):
+    import json
+
+    image, pixel_size_nm = micrograph
+    bar_nm = _bar_nm(pixel_size_nm)
+    burned = burn_in_scale_bar(image, bar_length_px=bar_nm / pixel_size_nm,
+                               label=f"{bar_nm} nm", strip_px=30)
+    stripped = strip_annotations(burned.image, scale_bar_nm=bar_nm)
+    assert stripped.pixel_size_nm == pytest.approx(pixel_size_nm, rel=0.02)
+    assert stripped.image.dtype == np.float32 and stripped.image.shape == image.shape
+    info = json.loads(json.dumps(stripped.to_info()))
+    assert info["scale_bar_used"]["length_px"] == pytest.approx(bar_nm / pixel_size_nm, abs=1)
+    assert {"scale bar", "text", "data bar"} <= {item["kind"] for item in info["items"]}
+    plain = strip_annotations(export_8bit(image))
+    assert plain.pixel_size_nm is None and not plain.annotations.found
+    np.testing.assert_array_equal(plain.image, export_8bit(image).astype(np.float32))
+    with pytest.raises(ValueError, match="scale_bar_nm=50.*pixel_size_nm"):
+        strip_annotations(export_8bit(image), scale_bar_nm=50)

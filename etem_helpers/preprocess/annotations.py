@@ -16,16 +16,24 @@ How overlays are told from the micrograph
 -----------------------------------------
 Overlays are drawn with one grey value (white, black or another constant), so their pixels
 form *runs of exactly equal values* (3 or more along a row or a column) with *sharp edges*:
-a few pixels away from their outline the image differs from the overlay value by much more than
-the noise. Real micrograph content is noisy: exact runs are rare and scattered, and where a
-detector saturates the clipped region fades into its surroundings (a soft edge). Glyphs, bars
-and strips that lie close together are grouped; each group is masked by its bounding box plus
-a margin (which covers anti-aliased glyph edges and the holes in letters).
+2-3 px outside their outline the image differs from the overlay value by several times the
+noise, and not less than 6-8 px outside (a step, not a ramp). Real micrograph content is noisy:
+exact runs are rare and scattered. Where the micrograph itself is clipped at a value (many
+pixels just short of it, not only exactly at it) only bars and large rectangular blocks of
+that value count, never glyph-sized fragments of clipped particle cores. A long exact
+rectangle (a bar) counts even on content of nearly its own value. Around each group found,
+label glyphs too thin to have fully covered pixels are picked up as sharp-edged components
+close to the group's value. Glyphs, bars and strips that lie close together are grouped;
+each group is masked by its bounding box plus a margin (covering anti-aliased edges and the
+holes in letters), a scale bar with 7 rows above and below (end ticks), a data bar (a wide
+block in the top or bottom third) across the full width.
 
 Limits: lossy compression (JPEG) breaks the exact runs, so overlays in JPEG files are found
 only where the compression left them flat; scale bars are found when they are horizontal
-filled rectangles (optionally with end ticks). Reading the number of the label (OCR) is not
-done: pass the bar's length (``scale_bar_nm``).
+filled rectangles (optionally with end ticks) not touching the image border; a black label on
+nearly black content that is itself clipped at black is not masked (its bar is). Reading the
+number of the label (OCR) is not done: pass the bar's length (``scale_bar_nm``).
+Measured by ``benchmarks/bench_annotations.py``.
 """
 
 from __future__ import annotations
@@ -44,9 +52,11 @@ __all__ = [
     "ScaleBar",
     "drop_masked_particles",
     "find_annotations",
+    "StrippedImage",
     "mask_annotations",
     "measure_scale_bar",
     "pixel_size_from_scale_bar",
+    "strip_annotations",
 ]
 
 #: Kinds of :class:`Annotation`.
@@ -950,3 +960,71 @@ def drop_masked_particles(labels, mask, *, max_masked_fraction: float = 0.5) -> 
     lookup = np.zeros(n + 1, dtype=np.int32)
     lookup[order] = np.arange(1, order.size + 1, dtype=np.int32)
     return lookup[out]
+
+
+@dataclass(frozen=True)
+class StrippedImage:
+    """What :func:`strip_annotations` returns.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        float32 image with the overlays replaced (:func:`mask_annotations`); the input
+        unchanged (as float32) when nothing was found.
+    annotations : Annotations
+        What was found (``annotations.mask`` for :func:`drop_masked_particles`).
+    pixel_size_nm : float or None
+        From the scale bar when ``scale_bar_nm`` was given, else None.
+    scale_bar : ScaleBar or None
+        The bar used for the calibration.
+    """
+
+    image: np.ndarray
+    annotations: Annotations
+    pixel_size_nm: float | None = None
+    scale_bar: ScaleBar | None = None
+
+    def to_info(self) -> dict[str, Any]:
+        """``AnalysisResult.info["annotations"]``: what was masked, and the bar used."""
+        info = self.annotations.to_info()
+        info["scale_bar_used"] = None if self.scale_bar is None else self.scale_bar.to_dict()
+        return info
+
+
+def strip_annotations(image, *, scale_bar_nm: float | None = None,
+                      settings: AnnotationSettings | None = None,
+                      seed: int = 0) -> StrippedImage:
+    """Find the overlays of an image, replace them, and calibrate from the scale bar if asked.
+
+    The one call a pipeline needs before normalising/resampling: :func:`find_annotations`,
+    :func:`pixel_size_from_scale_bar` (only with ``scale_bar_nm``) and
+    :func:`mask_annotations`.
+
+    Parameters
+    ----------
+    image : array_like
+        2-D grey-level image as read (before any resampling).
+    scale_bar_nm : float, optional
+        Length of the burned-in scale bar in nm; the pixel size is then measured from it.
+    settings : AnnotationSettings, optional
+    seed : int
+        Seed of the noise in the replaced pixels.
+
+    Returns
+    -------
+    StrippedImage
+
+    Raises
+    ------
+    ValueError
+        With ``scale_bar_nm``: no bar, or several ambiguous ones (the message names
+        ``scale_bar_nm`` and says to pass ``pixel_size_nm`` instead).
+    """
+    found = find_annotations(image, settings)
+    pixel_size_nm, bar = None, None
+    if scale_bar_nm is not None:
+        pixel_size_nm, bar = pixel_size_from_scale_bar(image, scale_bar_nm, annotations=found)
+    cleaned = mask_annotations(image, found, seed=seed) if found.found else \
+        _as_image(image).astype(np.float32)
+    return StrippedImage(image=cleaned, annotations=found, pixel_size_nm=pixel_size_nm,
+                         scale_bar=bar)
