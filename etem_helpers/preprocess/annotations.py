@@ -443,8 +443,10 @@ def _bar_geometry(region: _Region, settings: AnnotationSettings, shape) -> dict 
     if width < settings.min_bar_aspect * thickness:
         return None
     band = mask[full[0] : full[-1] + 1]
-    if not band.all():
-        return None
+    columns_full = np.flatnonzero(band.all(axis=0))
+    if columns_full.size < 0.95 * width or columns_full[-1] - columns_full[0] + 1 \
+            != columns_full.size or columns_full[0] > 1 or columns_full[-1] < width - 2:
+        return None  # the band is full except, in some rows, a rounded end pixel
     others = mask.copy()
     others[max(full[0] - 1, 0) : full[-1] + 2] = False  # the band and its anti-aliased rows
     tick_px = max(3, thickness, int(0.05 * width))
@@ -454,6 +456,7 @@ def _bar_geometry(region: _Region, settings: AnnotationSettings, shape) -> dict 
     has_ticks = bool(columns.size and (columns < tick_px).any() and
                      (columns >= width - tick_px).any())
     return {"band_rows": (int(full[0]), int(full[-1]) + 1), "thickness_px": thickness,
+            "band_cols": (int(columns_full[0]), int(columns_full[-1]) + 1),
             "has_end_ticks": has_ticks}
 
 
@@ -484,7 +487,7 @@ def _find_regions(image, settings: AnnotationSettings) -> tuple[list[_Region], f
         saturated = None
         for region in _regions_of_value(image, flat, value, tolerance, settings):
             region.bar = _bar_geometry(region, settings, image.shape)
-            drawn_shape = (region.bar is not None and region.n_pixels >= 100) or _is_block(
+            drawn_shape = (region.bar is not None and region.n_pixels >= 50) or _is_block(
                 region, image.shape, settings)
             if drawn_shape:
                 # a long exact rectangle is drawn, even on content of nearly its own value
@@ -698,7 +701,8 @@ def _measure_bar(image, region: _Region, has_label: bool) -> ScaleBar:
     rows_slice, cols_slice = region.slices
     band0, band1 = region.bar["band_rows"]
     rows = slice(rows_slice.start + band0, rows_slice.start + band1)
-    c0, c1 = cols_slice.start, cols_slice.stop  # full pixels c0 .. c1 - 1
+    col0, col1 = region.bar["band_cols"]
+    c0, c1 = cols_slice.start + col0, cols_slice.start + col1  # full in every band row
     left = _end_coverage(image, rows, c0 - 1, region.value, -1)
     right = _end_coverage(image, rows, c1, region.value, +1)
     start, end = c0 - left, c1 + right
