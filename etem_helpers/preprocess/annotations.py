@@ -487,9 +487,8 @@ def _find_regions(image, settings: AnnotationSettings) -> tuple[list[_Region], f
         saturated = None
         for region in _regions_of_value(image, flat, value, tolerance, settings):
             region.bar = _bar_geometry(region, settings, image.shape)
-            drawn_shape = (region.bar is not None and region.n_pixels >= 50) or _is_block(
-                region, image.shape, settings)
-            if drawn_shape:
+            block = _is_block(region, image.shape, settings)
+            if block or (region.bar is not None and region.n_pixels >= 50):
                 # a long exact rectangle is drawn, even on content of nearly its own value
                 if _quick_contrast(image, region) < max(sigma, tolerance):
                     continue
@@ -498,8 +497,9 @@ def _find_regions(image, settings: AnnotationSettings) -> tuple[list[_Region], f
                 continue
             if saturated is None:
                 saturated = _is_saturation_value(image, value, sigma, tolerance, settings)
-            if saturated and not drawn_shape:
-                continue  # a saturated fragment of the micrograph, not a drawn overlay
+            if saturated and not (block or (region.bar is not None and (
+                    region.n_pixels >= 100 or region.mask.shape[1] >= 64))):
+                continue  # a saturated fragment of the micrograph (short runs), not an overlay
             region.saturated = saturated
             regions.append(region)
     return regions, sigma, threshold, tolerance
