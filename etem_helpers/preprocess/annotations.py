@@ -88,9 +88,10 @@ class AnnotationSettings:
         ... and at least this fraction of the difference 6-8 px outside (a step, not the ramp
         of a saturated particle core fading into its surroundings).
     saturation_ratio : float
-        A grey value is where the micrograph itself saturates (clipped) when the pixels within
-        one noise sigma of it number at least this fraction of those exactly at it; there only
-        bars and large rectangular blocks count as overlays, not glyph-sized fragments.
+        A grey value is where the micrograph itself saturates (clipped) when at least 20 and
+        at least this fraction as many of its pixels lie outside the sharp-edged regions found
+        as inside them; there only bars and large rectangular blocks count as overlays, not
+        glyph-sized fragments.
     max_values : int
         At most this many grey values (the most frequent among flat pixels, plus the image's
         minimum and maximum) are searched for overlays.
@@ -115,7 +116,7 @@ class AnnotationSettings:
     edge_contrast_noise: float = 2.5
     edge_contrast_range: float = 0.15
     step_ratio: float = 0.75
-    saturation_ratio: float = 0.5
+    saturation_ratio: float = 0.1
     max_values: int = 8
     margin_px: int = 2
     max_bar_width_fraction: float = 0.75
@@ -482,9 +483,8 @@ def _find_regions(image, settings: AnnotationSettings) -> tuple[list[_Region], f
                     settings.edge_contrast_range * float(high - low), tolerance)
     if np.count_nonzero(flat) < settings.min_component_px or not threshold > 0:
         return [], sigma, threshold, tolerance  # a blank frame is not an overlay
-    regions = []
+    candidates: dict[float, list[tuple[_Region, bool]]] = {}
     for value in _candidate_values(image, flat, settings):
-        saturated = None
         for region in _regions_of_value(image, flat, value, tolerance, settings):
             region.bar = _bar_geometry(region, settings, image.shape)
             block = _is_block(region, image.shape, settings)
@@ -495,8 +495,16 @@ def _find_regions(image, settings: AnnotationSettings) -> tuple[list[_Region], f
             elif _quick_contrast(image, region) < threshold or not _has_sharp_edge(
                     image, region, threshold, settings.step_ratio):
                 continue
-            if saturated is None:
-                saturated = _is_saturation_value(image, value, sigma, tolerance, settings)
+            candidates.setdefault(value, []).append((region, block))
+    inside = np.zeros(image.shape, dtype=bool)
+    for region, _ in (item for found in candidates.values() for item in found):
+        r0, c0, r1, c1 = region.bbox
+        m = settings.margin_px
+        inside[max(r0 - m, 0) : r1 + m, max(c0 - m, 0) : c1 + m] = True
+    regions = []
+    for value, found in candidates.items():
+        saturated = _is_saturation_value(image, value, tolerance, inside, settings)
+        for region, block in found:
             if saturated and not (block or (region.bar is not None and (
                     region.n_pixels >= 100 or region.mask.shape[1] >= 64))):
                 continue  # a saturated fragment of the micrograph (short runs), not an overlay
@@ -505,16 +513,16 @@ def _find_regions(image, settings: AnnotationSettings) -> tuple[list[_Region], f
     return regions, sigma, threshold, tolerance
 
 
-def _is_saturation_value(image, value, sigma, tolerance, settings) -> bool:
-    """Whether the micrograph itself runs into ``value`` (clipped content), not only overlays.
+def _is_saturation_value(image, value, tolerance, inside, settings) -> bool:
+    """Whether the micrograph itself is clipped at ``value``, not only overlays drawn with it.
 
-    Clipping piles up pixels at ``value`` *and* leaves many pixels just short of it; an overlay
-    adds pixels at exactly its value with few near it (only its anti-aliased outline).
+    Overlays put (nearly) all pixels of their value inside the boxes of the sharp-edged regions
+    found (``inside``); clipping leaves many more scattered over the micrograph.
     """
-    distance = np.abs(image - value)
-    exact = np.count_nonzero(distance <= tolerance)
-    near = np.count_nonzero((distance > tolerance) & (distance <= max(sigma, tolerance)))
-    return bool(near >= settings.saturation_ratio * max(exact, 1))
+    equal = np.abs(image - value) <= tolerance
+    n_inside = np.count_nonzero(equal & inside)
+    n_outside = np.count_nonzero(equal) - n_inside
+    return bool(n_outside >= max(20, settings.saturation_ratio * n_inside))
 
 
 def _touches_border(box, shape) -> bool:
@@ -779,8 +787,19 @@ def find_annotations(image, settings: AnnotationSettings | None = None) -> Annot
         for region in group:
             if region.bar is not None:
                 bars.append(_measure_bar(array, region, has_label=len(group) > 1))
-    return Annotations(mask=mask, items=tuple(items), scale_bars=tuple(bars),
+    return Annotations(mask=mask, items=tuple(items), scale_bars=_drop_edge_rows(bars),
                        noise_sigma=float(sigma))
+
+
+def _drop_edge_rows(bars: list[ScaleBar]) -> tuple[ScaleBar, ...]:
+    """Bars without the thinner ones touching a thicker bar (an anti-aliased edge row that
+    rounded to one value, e.g. 1 beside a black bar of 0)."""
+    order = sorted(bars, key=lambda bar: (-bar.thickness_px, -bar.length_px))
+    kept: list[ScaleBar] = []
+    for bar in order:
+        if not any(_box_gap(bar.bbox_px, other.bbox_px) <= 1 for other in kept):
+            kept.append(bar)
+    return tuple(sorted(kept, key=lambda bar: bar.bbox_px))
 
 
 def _describe_bars(bars) -> str:
