@@ -64,6 +64,8 @@ KINDS = ("scale bar", "text", "data bar", "uniform region")
 _EIGHT = np.ones((3, 3), dtype=bool)
 #: Rows masked above and below a scale bar (its end ticks, drawn thin, may not be exact).
 _TICK_PAD_PX = 7
+#: Pixels of an overlay's value within this distance of a found overlay may be its label's.
+_LABEL_REACH_PX = 48
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ class AnnotationSettings:
     step_ratio: float = 0.75
     saturation_ratio: float = 0.1
     max_values: int = 8
-    margin_px: int = 2
+    margin_px: int = 3
     max_bar_width_fraction: float = 0.75
     min_bar_length_px: int = 16
     min_bar_aspect: float = 4.0
@@ -496,10 +498,11 @@ def _find_regions(image, settings: AnnotationSettings) -> tuple[list[_Region], f
                     image, region, threshold, settings.step_ratio):
                 continue
             candidates.setdefault(value, []).append((region, block))
-    inside = np.zeros(image.shape, dtype=bool)
-    for region, _ in (item for found in candidates.values() for item in found):
+    inside = np.zeros(image.shape, dtype=bool)  # near the overlays (bars: their labels too)
+    for region, block in (item for found in candidates.values() for item in found):
         r0, c0, r1, c1 = region.bbox
-        m = settings.margin_px
+        drawn = block or (region.bar is not None and region.n_pixels >= 50)
+        m = _LABEL_REACH_PX if drawn else settings.margin_px
         inside[max(r0 - m, 0) : r1 + m, max(c0 - m, 0) : c1 + m] = True
     regions = []
     for value, found in candidates.items():
@@ -516,8 +519,9 @@ def _find_regions(image, settings: AnnotationSettings) -> tuple[list[_Region], f
 def _is_saturation_value(image, value, tolerance, inside, settings) -> bool:
     """Whether the micrograph itself is clipped at ``value``, not only overlays drawn with it.
 
-    Overlays put (nearly) all pixels of their value inside the boxes of the sharp-edged regions
-    found (``inside``); clipping leaves many more scattered over the micrograph.
+    Overlays put (nearly) all pixels of their value in the boxes of the sharp-edged regions
+    found or within ``_LABEL_REACH_PX`` of a bar or block (its label) (``inside``); clipping
+    leaves many more scattered over the micrograph.
     """
     equal = np.abs(image - value) <= tolerance
     n_inside = np.count_nonzero(equal & inside)
