@@ -508,9 +508,11 @@ def _find_regions(image, settings: AnnotationSettings) -> tuple[list[_Region], f
     for value, found in candidates.items():
         saturated = _is_saturation_value(image, value, tolerance, inside, settings)
         for region, block in found:
-            if saturated and not (block or (region.bar is not None and (
-                    region.n_pixels >= 100 or region.mask.shape[1] >= 64))):
-                continue  # a saturated fragment of the micrograph (short runs), not an overlay
+            if saturated and not (block or (
+                    region.bar is not None and not _touches_border(region.bbox, image.shape, 8)
+                    and (region.n_pixels >= 100 or region.mask.shape[1] >= 64)
+                    and _has_sharp_edge(image, region, threshold, settings.step_ratio))):
+                continue  # a saturated part of the micrograph (a clipped fringe), not an overlay
             region.saturated = saturated
             regions.append(region)
     return regions, sigma, threshold, tolerance
@@ -529,8 +531,10 @@ def _is_saturation_value(image, value, tolerance, inside, settings) -> bool:
     return bool(n_outside >= max(20, settings.saturation_ratio * n_inside))
 
 
-def _touches_border(box, shape) -> bool:
-    return bool(box[0] == 0 or box[1] == 0 or box[2] == shape[0] or box[3] == shape[1])
+def _touches_border(box, shape, within_px: int = 0) -> bool:
+    """Whether a box comes within ``within_px`` of the image border."""
+    return bool(box[0] <= within_px or box[1] <= within_px or box[2] >= shape[0] - within_px
+                or box[3] >= shape[1] - within_px)
 
 
 def _is_block(region: _Region, shape, settings: AnnotationSettings, min_px: int = 500,
