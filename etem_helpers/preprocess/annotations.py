@@ -775,8 +775,11 @@ def find_annotations(image, settings: AnnotationSettings | None = None) -> Annot
     groups = _group_regions(regions, settings)
     seeds = [[r for r in group if r.bar is not None]
              if _is_data_bar(group, array.shape, settings) else group for group in groups]
+    # next to a found overlay, a label stands out from the noise (not from the image's range)
+    label_threshold = max(settings.edge_contrast_noise * sigma, tolerance, 1e-12)
     extras = [region for group in seeds if group
-              for region in _nearby_glyphs(array, group, threshold, tolerance, settings)]
+              for region in _nearby_glyphs(array, group, min(threshold, label_threshold),
+                                           tolerance, settings)]
     if extras:
         groups = _group_regions(regions + extras, settings)
     mask = np.zeros(array.shape, dtype=bool)
