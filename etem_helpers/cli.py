@@ -38,7 +38,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 #: Keyword arguments that the commands take as options: named as options in error messages.
 _OPTIONS = ("overwrite", "n_images", "image_size_px", "n_jobs", "seed", "regime",
-            "pixel_size_nm", "epochs", "device")
+            "pixel_size_nm", "scale_bar_nm", "epochs", "device")
 
 
 def _as_flags(message: str) -> str:
@@ -74,6 +74,9 @@ def _analyze_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
     parser.add_argument("--pixel-size-nm", type=float, default=None,
                         help="pixel size in nm/px; overrides the files' calibration")
+    parser.add_argument("--scale-bar-nm", type=float, default=None,
+                        help="length of the scale bar burned into the images (nm): calibrate "
+                        "from the bar instead of the file")
     parser.add_argument("--model", default="default", help="checkpoint (.pt); default: shipped")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -81,7 +84,8 @@ def _analyze_parser() -> argparse.ArgumentParser:
 
 
 def analyze_files(files: Sequence[Path], out_dir: Path, *, pixel_size_nm: float | None = None,
-                  model="default", device="auto", overwrite: bool = False) -> list[Path]:
+                  scale_bar_nm: float | None = None, model="default", device="auto",
+                  overwrite: bool = False) -> list[Path]:
     """Analyse micrograph files; write ``<stem>_particles.csv`` and ``<stem>_overlay.png`` each.
 
     Every input and output is checked before anything is written: missing inputs, two inputs
@@ -111,8 +115,9 @@ def analyze_files(files: Sequence[Path], out_dir: Path, *, pixel_size_nm: float 
     analyzer = Analyzer(model, device=device)
     written = []
     for path, (csv_path, png_path) in zip(files, targets, strict=True):
-        micrograph = read_micrograph(path, pixel_size_nm=pixel_size_nm)
-        result = analyzer(micrograph)
+        micrograph = read_micrograph(path, pixel_size_nm=pixel_size_nm,
+                                     require_calibration=scale_bar_nm is None)
+        result = analyzer(micrograph, scale_bar_nm=scale_bar_nm)
         written.append(result.to_csv(csv_path, overwrite=overwrite))
         written.append(save_png(labels_overlay(micrograph.image, result.labels), png_path,
                                 overwrite=overwrite))
@@ -123,8 +128,9 @@ def analyze_files(files: Sequence[Path], out_dir: Path, *, pixel_size_nm: float 
 
 def _analyze_main(argv: Sequence[str] | None) -> int:
     args = _analyze_parser().parse_args(argv)
-    analyze_files(args.files, args.out, pixel_size_nm=args.pixel_size_nm, model=args.model,
-                  device=args.device, overwrite=args.overwrite)
+    analyze_files(args.files, args.out, pixel_size_nm=args.pixel_size_nm,
+                  scale_bar_nm=args.scale_bar_nm, model=args.model, device=args.device,
+                  overwrite=args.overwrite)
     return 0
 
 

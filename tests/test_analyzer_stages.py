@@ -57,3 +57,30 @@ def test_calibration_check_is_reported_when_the_material_is_given():
     check = result.info["calibration_check"]
     assert check["status"] in ("ok", "mismatch", "cannot check")
     assert check["material"] == params.material
+
+
+def test_a_burned_in_scale_bar_calibrates_and_carries_no_particle(analyzer, tmp_path):
+    from PIL import Image
+
+    from etem_helpers.simulate.overlays import burn_in_scale_bar
+
+    sim, params = _sim("lowmag", 3, size=512)
+    length_px = 100.0 / params.pixel_size_nm  # a 100 nm bar
+    burned = burn_in_scale_bar(sim.image, bar_length_px=length_px, label="100 nm", strip_px=40)
+    Image.fromarray(burned.image).save(tmp_path / "export.png")  # an uncalibrated export
+    result = analyzer(tmp_path / "export.png", scale_bar_nm=100.0)
+    assert result.pixel_size_source == "scale bar"
+    assert result.pixel_size_nm == pytest.approx(params.pixel_size_nm, rel=0.02)
+    overlay = burned.coverage > 0.02
+    assert not (result.labels[overlay] > 0).any()
+    assert result.info["annotations"]["scale_bar_used"] is not None
+    with pytest.raises(ValueError, match="either pixel_size_nm or scale_bar_nm"):
+        analyzer(tmp_path / "export.png", 0.5, scale_bar_nm=100.0)
+    with pytest.raises(ValueError, match="pixel_size_nm"):  # never assumed without a bar either
+        analyzer(tmp_path / "export.png")
+
+
+def test_clean_images_are_not_masked(analyzer):
+    sim, params = _sim("lowmag", 3)
+    result = analyzer(sim.image, params.pixel_size_nm)
+    assert result.info["annotations"]["masked_fraction"] == 0.0

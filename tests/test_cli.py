@@ -84,3 +84,23 @@ def test_python_dash_m_runs_the_same_command(tmp_path):
     run = subprocess.run([sys.executable, "-m", "etem_helpers", "course", "--help"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and "etem course" in run.stdout
+
+
+def test_analyze_calibrates_from_a_burned_in_scale_bar(tmp_path):
+    from PIL import Image
+
+    from etem_helpers.simulate import sample_params, simulate_micrograph
+    from etem_helpers.simulate.overlays import burn_in_scale_bar
+
+    params = sample_params(np.random.default_rng(3), "lowmag", image_size_px=256)
+    sim = simulate_micrograph(params, seed=3)
+    burned = burn_in_scale_bar(sim.image, bar_length_px=50.0 / params.pixel_size_nm, label="50 nm")
+    Image.fromarray(burned.image).save(tmp_path / "export.png")
+    assert cli.main(["analyze", str(tmp_path / "export.png"), "--out", str(tmp_path / "o"),
+                     "--device", "cpu"]) == 2  # no calibration, no bar length: refused
+    assert cli.main(["analyze", str(tmp_path / "export.png"), "--out", str(tmp_path / "o"),
+                     "--device", "cpu", "--scale-bar-nm", "50"]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "o" / "export_particles.csv")
+    assert len(table) > 0

@@ -42,6 +42,7 @@ from etem_helpers.measure import (
     uses_blocks,
 )
 from etem_helpers.pipeline.result import AnalysisResult
+from etem_helpers.preprocess.annotations import drop_masked_particles, strip_annotations
 from etem_helpers.preprocess.resample import map_to_grid, plan_resampling, resample_to_pixel_size
 from etem_helpers.preprocess.tiles import tile_positions
 from etem_helpers.preprocess.validate import has_contrast, read_input
@@ -190,6 +191,7 @@ class AnalyzerSettings:
     progress: bool = False
     faults: bool = True
     material: str | None = None
+    annotations: bool = True
 
     def __post_init__(self) -> None:
         _check_fraction("threshold", self.threshold, closed=False)
@@ -268,14 +270,16 @@ class Analyzer:
         if self.network is None:
             self.network, _ = load_model(self._model, device=self.device)
 
-    def __call__(self, image, pixel_size_nm: float | None = None) -> AnalysisResult:
+    def __call__(self, image, pixel_size_nm: float | None = None, *,
+                 scale_bar_nm: float | None = None) -> AnalysisResult:
         """Analyse one micrograph (array + ``pixel_size_nm``, or a file path); see :func:`analyze`."""
         timer = _Timer()
-        array, pixel_size_nm, source, file_info = read_input(image, pixel_size_nm)
+        given = self._read(image, pixel_size_nm, scale_bar_nm)
+        array, pixel_size_nm = given.image, given.pixel_size_nm
         timer.lap("read")
         plan, work, prediction_pixel_size_nm = self._resample(array, pixel_size_nm)
         timer.lap("resample")
-        info = self._base_info(plan, prediction_pixel_size_nm)
+        info = {**self._base_info(plan, prediction_pixel_size_nm), **given.info}
         info["constant_image"] = not has_contrast(work)
         if info["constant_image"]:
             # A blank, saturated or hot-pixel frame: no contrast to find particles in (a network
@@ -293,21 +297,45 @@ class Analyzer:
             timer.lap("split")
             labels, probability = self._map_back(labels, probabilities[0], plan, array.shape)
             del probabilities
+            if given.mask is not None:  # nothing is reported on a scale bar, text or data strip
+                labels = drop_masked_particles(labels, given.mask)
+                probability[given.mask] = 0.0
             timer.lap("map_back")
         particles = measure_particles(labels, pixel_size_nm, probability=probability)
         timer.lap("measure")
         particles = self._faults(array, labels, pixel_size_nm, particles, info)
         timer.lap("faults")
         info.update(timing_s=timer.total(), image_shape=[int(n) for n in array.shape])
-        if file_info:
-            info["file"] = file_info
         return AnalysisResult(
             labels=labels, particles=particles, probability=probability,
-            pixel_size_nm=pixel_size_nm, pixel_size_source=source,
+            pixel_size_nm=pixel_size_nm, pixel_size_source=given.source,
             method=f"unet:{self.card.preset}", info=info,
         )
 
     # -- stages ------------------------------------------------------------------------------
+    def _read(self, image, pixel_size_nm, scale_bar_nm) -> _Input:
+        """The image and its calibration, burned-in overlays replaced (and measured, with a bar)."""
+        if scale_bar_nm is not None and pixel_size_nm is not None:
+            raise ValueError("Pass either pixel_size_nm or scale_bar_nm, not both: scale_bar_nm "
+                             "measures the pixel size from the bar burned into the image.")
+        array, pixel_size_nm, source, file_info = read_input(
+            image, pixel_size_nm, require_calibration=scale_bar_nm is None)
+        info: dict[str, Any] = {"file": file_info} if file_info else {}
+        if not (self.settings.annotations or scale_bar_nm is not None):
+            return _Input(array, pixel_size_nm, source, None, info)
+        stripped = strip_annotations(array, scale_bar_nm=scale_bar_nm)
+        info["annotations"] = stripped.to_info()
+        if scale_bar_nm is not None:
+            from_bar = validate_pixel_size(stripped.pixel_size_nm, argument="scale_bar_nm")
+            if pixel_size_nm is not None and abs(pixel_size_nm / from_bar - 1.0) > 0.02:
+                info["file_pixel_size_nm"] = pixel_size_nm
+                warnings.warn(f"The file says {pixel_size_nm:.4g} nm/px but its {scale_bar_nm:g} nm "
+                              f"scale bar gives {from_bar:.4g} nm/px; the scale bar is used.",
+                              UserWarning, stacklevel=3)
+            pixel_size_nm, source = from_bar, "scale bar"
+        mask = stripped.annotations.mask if stripped.annotations.found else None
+        return _Input(stripped.image, pixel_size_nm, source, mask, info)
+
     def _resample(self, array: np.ndarray, pixel_size_nm: float):
         """(plan, image on the model's grid, its pixel size): resampled only outside the range."""
         plan = plan_resampling(array.shape, pixel_size_nm, self.card.pixel_size_range_nm)
@@ -403,6 +431,17 @@ class Analyzer:
         }
 
 
+@dataclass(frozen=True)
+class _Input:
+    """A micrograph ready for analysis: :meth:`Analyzer._read`."""
+
+    image: np.ndarray
+    pixel_size_nm: float
+    source: str
+    mask: np.ndarray | None
+    info: dict
+
+
 class _Timer:
     """Seconds per stage, for ``info["timing_s"]``."""
 
@@ -441,8 +480,8 @@ def _cached_analyzer(model, device, settings: dict) -> Analyzer:
     return _ANALYZERS[key]
 
 
-def analyze(image, pixel_size_nm: float | None = None, *, model="default", device="auto",
-            **settings) -> AnalysisResult:
+def analyze(image, pixel_size_nm: float | None = None, *, scale_bar_nm: float | None = None,
+            model="default", device="auto", **settings) -> AnalysisResult:
     """Find, separate and measure the particles of a micrograph with a trained U-Net.
 
     Parameters
@@ -452,8 +491,12 @@ def analyze(image, pixel_size_nm: float | None = None, *, model="default", devic
         file (MRC, TIFF, DM3/DM4, EMD, SER, PNG/JPEG; read with
         :func:`etem_helpers.io.read_micrograph`, its calibration used).
     pixel_size_nm : float, optional
-        Pixel size in nm per pixel. Required for an array (1 nm/px is never assumed);
-        for a file it overrides the file's calibration.
+        Pixel size in nm per pixel. Required for an array (1 nm/px is never assumed) unless
+        ``scale_bar_nm`` is given; for a file it overrides the file's calibration.
+    scale_bar_nm : float, optional
+        Length (nm) of the scale bar burned into the image: the pixel size is measured from
+        the bar (``pixel_size_source="scale bar"``; a file calibration that differs by more
+        than 2 % is reported and warned about). Not together with ``pixel_size_nm``.
     model : "default" or str or path-like or (torch.nn.Module, ModelCard)
         The shipped model, a checkpoint path, or ``(network, card)`` from
         :func:`etem_helpers.segmentation.load_checkpoint`.
@@ -471,7 +514,10 @@ def analyze(image, pixel_size_nm: float | None = None, *, model="default", devic
         ``faults`` (True: classify twins/stacking faults of lattice-resolved particles with the
         shipped classifier, :func:`etem_helpers.faults.analyze_faults`), ``material`` ("Au",
         "Pt", "Pd", "Ag": check the calibration against the particles' fringe spacings and warn
-        on a mismatch, :func:`etem_helpers.faults.check_calibration`).
+        on a mismatch, :func:`etem_helpers.faults.check_calibration`), ``annotations`` (True:
+        find burned-in scale bars, their text and data strips, replace them before the
+        prediction and report no particle on them; ``info["annotations"]`` says what was
+        masked; :mod:`etem_helpers.preprocess.annotations`).
 
     Returns
     -------
@@ -507,4 +553,5 @@ def analyze(image, pixel_size_nm: float | None = None, *, model="default", devic
     >>> result = analyze("particles.mrc")  # doctest: +SKIP
     >>> result.particles[["diameter_nm", "confidence"]].describe()  # doctest: +SKIP
     """
-    return _cached_analyzer(model, device, settings)(image, pixel_size_nm)
+    return _cached_analyzer(model, device, settings)(image, pixel_size_nm,
+                                                     scale_bar_nm=scale_bar_nm)

@@ -73,7 +73,8 @@ def has_contrast(image: np.ndarray, *, min_fraction: float = MIN_CONTRAST_FRACTI
     return bool(high > low)
 
 
-def read_input(image, pixel_size_nm: float | None = None) -> tuple[np.ndarray, float, str, dict]:
+def read_input(image, pixel_size_nm: float | None = None, *, require_calibration: bool = True,
+               ) -> tuple[np.ndarray, float | None, str, dict]:
     """An image and its calibration from a file path or from an array plus ``pixel_size_nm``.
 
     Parameters
@@ -84,14 +85,17 @@ def read_input(image, pixel_size_nm: float | None = None) -> tuple[np.ndarray, f
         function returned.
     pixel_size_nm : float, optional
         nm per pixel. Required for an array (1 nm/px is never assumed); overrides a file's.
+    require_calibration : bool
+        False: an array without ``pixel_size_nm`` or an uncalibrated file is returned with
+        pixel size None (the caller calibrates otherwise, e.g. from a scale bar).
 
     Returns
     -------
     image : numpy.ndarray
         2-D finite float32 array.
-    pixel_size_nm : float
+    pixel_size_nm : float or None
     pixel_size_source : str
-        ``"argument"`` or ``"file:<where in the file>"``.
+        ``"argument"``, ``"file:<where in the file>"`` or ``"none"``.
     file_info : dict
         ``path`` and ``format`` for a file, empty for an array.
 
@@ -103,6 +107,8 @@ def read_input(image, pixel_size_nm: float | None = None) -> tuple[np.ndarray, f
     if isinstance(image, bytes):
         image = as_path(image)
     if not isinstance(image, str | os.PathLike | Micrograph):
+        if pixel_size_nm is None and not require_calibration:
+            return check_image(image, min_side_px=MIN_IMAGE_SIDE_PX), None, "none", {}
         if pixel_size_nm is None:
             raise InvalidPixelSizeError(
                 "pixel_size_nm is required when image is an array: pass pixel_size_nm=<nm per "
@@ -117,7 +123,8 @@ def read_input(image, pixel_size_nm: float | None = None) -> tuple[np.ndarray, f
             metadata={**image.metadata, "pixel_size_source": "argument"})
         return _from_micrograph(micrograph)
     try:
-        micrograph = read_micrograph(image, pixel_size_nm=pixel_size_nm)
+        micrograph = read_micrograph(image, pixel_size_nm=pixel_size_nm,
+                                     require_calibration=require_calibration)
     except NotAnImageError as error:
         if "stack" not in str(error):
             raise
@@ -139,4 +146,6 @@ def _from_micrograph(micrograph: Micrograph) -> tuple[np.ndarray, float, str, di
     }
     name = f"the image in {micrograph.metadata.get('path')}"
     array = check_image(micrograph.image, name=name, min_side_px=MIN_IMAGE_SIDE_PX)
+    if micrograph.pixel_size_nm is None:
+        return array, None, "none", file_info
     return array, float(micrograph.pixel_size_nm), source, file_info
