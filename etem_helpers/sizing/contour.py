@@ -1,0 +1,321 @@
+"""Sub-pixel particle measurements from the iso-contour of a foreground probability map.
+
+The pixel mask of a particle (what :func:`etem_helpers.measure.measure_particles` counts) rounds
+its outline to whole pixels: a particle 8 px across gains or loses up to ~15 % of its area
+depending on where the grid falls, and its shape (aspect ratio, roundness) is blurred towards a
+digital disk. The probability map the U-Net predicts is smooth, so its iso-line at the
+post-processing threshold places the outline between pixel centres.
+
+For each instance this module
+
+1. takes the instance's pixels dilated by ``dilate_px`` as its region (pixels of *other*
+   instances are excluded: their probability is reflected about the threshold, ``2 t - p``, so
+   that the contour between two touching particles runs midway between their pixels, where
+   the instance split put it);
+2. finds the iso-contours ``p = t`` in that region with marching squares
+   (:func:`skimage.measure.find_contours`, linear interpolation between pixel centres);
+3. integrates over the closed polygons with Green's theorem: area by the shoelace formula,
+   centroid and second moments (``int x^2 dA``, ``int xy dA``, ``int y^2 dA``) exactly for the
+   polygon; holes wind the other way and subtract;
+4. derives the contract's quantities from these continuous moments: area-equivalent diameter
+   ``2 sqrt(A / pi)``, moment-ellipse axes ``4 sqrt(lambda)``, aspect ratio ``major / minor``,
+   roundness ``4 A / (pi major^2)`` (ImageJ "Round") and the largest Feret diameter from the
+   convex hull of the contour vertices.
+
+Coordinates follow :mod:`etem_helpers.measure`: the centre of pixel ``(0, 0)`` is ``(0, 0)``.
+The definitions are the contract's; only the outline they are computed from differs (a
+polygon through the sub-pixel iso-line instead of a union of pixel squares). For a particle
+whose probability map is a hard 0/1 mask, the contour through pixel-edge midpoints cuts each
+convex pixel corner by 1/8 px^2, so use the pixel measurement for hard masks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial.distance import pdist
+
+from etem_helpers.measure import _validate_labels, _validate_pixel_size, measure_particles
+
+__all__ = [
+    "CONTOUR_COLUMNS",
+    "polygon_moments",
+    "moments_to_shape",
+    "instance_contours",
+    "refine_polygon",
+    "contour_measurements",
+]
+
+#: Columns of :func:`contour_measurements`.
+CONTOUR_COLUMNS: tuple[str, ...] = (
+    "particle_id",
+    "area_nm2",
+    "diameter_nm",
+    "feret_max_nm",
+    "aspect_ratio",
+    "roundness",
+    "contour_ok",
+)
+
+
+def polygon_moments(polygons) -> np.ndarray:
+    """Area, first and second moments of a set of closed polygons (Green's theorem).
+
+    Parameters
+    ----------
+    polygons : sequence of (N, 2) ndarray
+        Vertices as ``(y, x)`` rows (the order :func:`skimage.measure.find_contours` returns);
+        the last vertex may repeat the first. Polygons winding the opposite way (holes)
+        contribute with the opposite sign.
+
+    Returns
+    -------
+    ndarray, shape (6,)
+        ``[A, Sy, Sx, Syy, Sxy, Sxx]``: signed area and the integrals of ``y``, ``x``,
+        ``y^2``, ``x y``, ``x^2`` over the enclosed region, with the sign of the total
+        area flipped to positive.
+    """
+    total = np.zeros(6)
+    for poly in polygons:
+        poly = np.asarray(poly, dtype=np.float64)
+        if poly.shape[0] < 3:
+            continue
+        y0, x0 = poly[:, 0], poly[:, 1]
+        y1, x1 = np.roll(y0, -1), np.roll(x0, -1)
+        c = x0 * y1 - x1 * y0
+        total += np.array([
+            c.sum() / 2.0,
+            ((y0 + y1) * c).sum() / 6.0,
+            ((x0 + x1) * c).sum() / 6.0,
+            ((y0 * y0 + y0 * y1 + y1 * y1) * c).sum() / 12.0,
+            ((x0 * y1 + 2.0 * x0 * y0 + 2.0 * x1 * y1 + x1 * y0) * c).sum() / 24.0,
+            ((x0 * x0 + x0 * x1 + x1 * x1) * c).sum() / 12.0,
+        ])
+    if total[0] < 0:
+        total = -total
+    return total
+
+
+def moments_to_shape(moments) -> dict:
+    """Contract shape quantities (in pixels) from :func:`polygon_moments` output.
+
+    Parameters
+    ----------
+    moments : array_like, shape (6,)
+        ``[A, Sy, Sx, Syy, Sxy, Sxx]`` with ``A > 0``.
+
+    Returns
+    -------
+    dict
+        ``area_px2``, ``centroid_y_px``, ``centroid_x_px``, ``major_px``, ``minor_px``,
+        ``aspect_ratio`` (>= 1) and ``roundness`` (clipped to (0, 1]).
+    """
+    area, sy, sx, syy, sxy, sxx = (float(v) for v in moments)
+    cy, cx = sy / area, sx / area
+    var_y = syy / area - cy * cy
+    var_x = sxx / area - cx * cx
+    cov = sxy / area - cy * cx
+    half_trace = 0.5 * (var_y + var_x)
+    root = np.hypot(0.5 * (var_y - var_x), cov)
+    lam1 = max(half_trace + root, 1e-12)
+    lam2 = max(half_trace - root, 1e-12)
+    major = 4.0 * np.sqrt(lam1)
+    roundness = float(np.clip(4.0 * area / (np.pi * major * major), 1e-12, 1.0))
+    return {
+        "area_px2": area,
+        "centroid_y_px": cy,
+        "centroid_x_px": cx,
+        "major_px": major,
+        "minor_px": 4.0 * np.sqrt(lam2),
+        "aspect_ratio": float(np.sqrt(lam1 / lam2)),
+        "roundness": roundness,
+    }
+
+
+def refine_polygon(poly, rounds=2):
+    """Insert interpolated vertices into a closed polygon (4-point subdivision), ``rounds`` times.
+
+    Marching squares places vertices on the iso-line but joins them with straight chords,
+    which cut inside a convex curve: for an outline of radius ``R`` px the chords lose about
+    ``1 / (6 R^2)`` of the area (3 % at ``R = 2.4`` px). The interpolatory 4-point scheme
+    (Dubuc 1986; Dyn, Levin & Gregory 1987), ``(-p[i-1] + 9 p[i] + 9 p[i+1] - p[i+2]) / 16``
+    for each new mid-edge vertex, keeps every original vertex and follows the curve between
+    them (it converges to a C1 curve), so the polygon integrals approach those of the smooth
+    outline.
+
+    Parameters
+    ----------
+    poly : (N, 2) ndarray
+        Closed polygon (the last vertex may repeat the first).
+    rounds : int
+        Subdivision rounds; each doubles the number of vertices.
+
+    Returns
+    -------
+    (M, 2) ndarray
+        The refined polygon, without a repeated closing vertex.
+    """
+    poly = np.asarray(poly, dtype=np.float64)
+    if poly.shape[0] > 1 and np.array_equal(poly[0], poly[-1]):
+        poly = poly[:-1]
+    for _ in range(int(rounds)):
+        if poly.shape[0] < 4:
+            break
+        mid = (9.0 * (poly + np.roll(poly, -1, axis=0))
+               - np.roll(poly, 1, axis=0) - np.roll(poly, -2, axis=0)) / 16.0
+        out = np.empty((2 * poly.shape[0], 2))
+        out[0::2], out[1::2] = poly, mid
+        poly = out
+    return poly
+
+
+def _feret_px(polygons) -> float:
+    points = np.concatenate([np.asarray(p, dtype=np.float64) for p in polygons])
+    if points.shape[0] > 3:
+        try:
+            points = points[ConvexHull(points).vertices]
+        except QhullError:  # collinear points
+            pass
+    if points.shape[0] < 2:
+        return 0.0
+    return float(np.sqrt(pdist(points, "sqeuclidean").max()))
+
+
+def _instance_field(labels_crop, prob_crop, particle_id, threshold, dilate_px):
+    """The probability field of one instance: its own region, neighbours reflected, 0 outside."""
+    own = labels_crop == particle_id
+    region = ndi.binary_dilation(own, iterations=dilate_px) if dilate_px > 0 else own
+    other = (labels_crop > 0) & ~own
+    field = np.where(region, prob_crop, 0.0)
+    reflected = np.minimum(2.0 * threshold - prob_crop, threshold - 1e-3)
+    field = np.where(other, np.minimum(field, reflected), field)
+    return np.pad(field, 1)  # zero border: every contour closes
+
+
+def instance_contours(labels, probability, particle_id, *, threshold=0.5, dilate_px=2,
+                      refine=2, box=None):
+    """Sub-pixel iso-contours ``probability = threshold`` of one instance.
+
+    Parameters
+    ----------
+    labels : (H, W) ndarray of int
+        Instance label map.
+    probability : (H, W) ndarray of float
+        Foreground probability in [0, 1].
+    particle_id : int
+        The instance.
+    threshold : float
+        Iso-level in (0, 1), normally the threshold that made ``labels``.
+    dilate_px : int
+        How far (pixels) the outline may move outwards from the instance's pixel mask.
+    refine : int
+        Rounds of :func:`refine_polygon` (0: the raw marching-squares polygon).
+    box : tuple of slice, optional
+        The instance's bounding box (from :func:`scipy.ndimage.find_objects`); computed if
+        omitted.
+
+    Returns
+    -------
+    list of (N, 2) ndarray
+        Closed polygons as ``(y, x)`` in full-image pixel coordinates (empty if the
+        probability never reaches ``threshold`` in the region).
+    """
+    if box is None:
+        box = ndi.find_objects((labels == particle_id).astype(np.int32))[0]
+    if box is None:
+        return []
+    from skimage.measure import find_contours
+
+    height, width = labels.shape
+    margin = dilate_px + 1
+    r0, r1 = max(box[0].start - margin, 0), min(box[0].stop + margin, height)
+    c0, c1 = max(box[1].start - margin, 0), min(box[1].stop + margin, width)
+    field = _instance_field(labels[r0:r1, c0:c1], probability[r0:r1, c0:c1],
+                            particle_id, threshold, dilate_px)
+    contours = find_contours(field, threshold)
+    offset = np.array([r0 - 1.0, c0 - 1.0])  # the pad shifted the crop by one pixel
+    return [refine_polygon(c + offset, refine) for c in contours if c.shape[0] >= 3]
+
+
+def _check_inputs(labels, probability, pixel_size_nm, threshold):
+    labels = _validate_labels(labels)
+    pixel_size_nm = _validate_pixel_size(pixel_size_nm)
+    probability = np.asarray(probability, dtype=np.float64)
+    if probability.shape != labels.shape:
+        raise ValueError(
+            f"probability has shape {probability.shape} but labels has shape {labels.shape}; "
+            "pass the foreground probability map of the same image (AnalysisResult.probability)."
+        )
+    if not 0.0 < float(threshold) < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}.")
+    return labels, probability, pixel_size_nm, float(threshold)
+
+
+def contour_measurements(labels, probability, pixel_size_nm, *, threshold=0.5, dilate_px=2,
+                         refine=2):
+    """Measure every instance from the sub-pixel contour of the probability map.
+
+    Parameters
+    ----------
+    labels : (H, W) ndarray of int
+        Instance label map (0 background).
+    probability : (H, W) ndarray of float
+        Foreground probability of the same image, in [0, 1].
+    pixel_size_nm : float
+        Pixel size in nm per pixel.
+    threshold : float
+        Iso-level of the outline, in (0, 1): the foreground threshold that produced
+        ``labels`` (``AnalysisResult.info["threshold"]``).
+    dilate_px : int
+        How far (pixels) the outline may lie outside the instance's pixel mask.
+    refine : int
+        Rounds of :func:`refine_polygon` (the correction of the chord bias of small outlines).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per id (sorted), columns :data:`CONTOUR_COLUMNS`. Where no contour is found
+        (the probability stays below ``threshold`` in the region) the row holds the pixel-mask
+        measurement and ``contour_ok`` is False.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> yy, xx = np.mgrid[:32, :32]
+    >>> prob = np.clip(0.5 + (6.3 - np.hypot(yy - 15.2, xx - 16.1)) / 2, 0, 1)
+    >>> labels = (prob > 0.5).astype(np.int32)
+    >>> t = contour_measurements(labels, prob, 1.0)
+    >>> round(float(t.loc[0, "diameter_nm"]), 1)
+    12.6
+    """
+    labels, probability, pixel_size_nm, threshold = _check_inputs(
+        labels, probability, pixel_size_nm, threshold)
+    mask_table = measure_particles(labels, pixel_size_nm)
+    boxes = ndi.find_objects(labels)
+    rows = []
+    for particle_id in mask_table["particle_id"].to_numpy():
+        polygons = instance_contours(labels, probability, int(particle_id), threshold=threshold,
+                                     dilate_px=int(dilate_px), refine=refine,
+                                     box=boxes[particle_id - 1])
+        moments = polygon_moments(polygons) if polygons else np.zeros(6)
+        if moments[0] <= 0.25:  # no contour, or less than a quarter pixel
+            rows.append(None)
+            continue
+        shape = moments_to_shape(moments)
+        rows.append((shape["area_px2"] * pixel_size_nm**2, _feret_px(polygons) * pixel_size_nm,
+                     shape["aspect_ratio"], shape["roundness"]))
+    return _assemble(mask_table, rows)
+
+
+def _assemble(mask_table: pd.DataFrame, rows) -> pd.DataFrame:
+    ok = np.array([r is not None for r in rows], dtype=bool)
+    values = np.array([r if r is not None else (np.nan,) * 4 for r in rows],
+                      dtype=np.float64).reshape(-1, 4)
+    out = pd.DataFrame({"particle_id": mask_table["particle_id"].to_numpy()})
+    for k, column in enumerate(("area_nm2", "feret_max_nm", "aspect_ratio", "roundness")):
+        out[column] = np.where(ok, values[:, k], mask_table[column].to_numpy())
+    out["diameter_nm"] = 2.0 * np.sqrt(out["area_nm2"] / np.pi)
+    out["contour_ok"] = ok
+    return out[list(CONTOUR_COLUMNS)]
