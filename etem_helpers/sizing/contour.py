@@ -34,8 +34,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
-from scipy.spatial import ConvexHull, QhullError
-from scipy.spatial.distance import pdist
 
 from etem_helpers.measure import _validate_labels, _validate_pixel_size, measure_particles
 
@@ -171,27 +169,50 @@ def refine_polygon(poly, rounds=2):
     return poly
 
 
+_FERET_DIRECTIONS = np.stack([np.cos(np.deg2rad(np.arange(0.0, 180.0, 0.5))),
+                              np.sin(np.deg2rad(np.arange(0.0, 180.0, 0.5)))])
+
+
 def _feret_px(polygons) -> float:
+    """Largest caliper width: the widest projection over directions 0.5 degree apart.
+
+    The largest projection over a finite set of directions underestimates the true maximum
+    by at most ``1 - cos(0.25 deg)`` (1e-5 relative), and costs one small matrix product
+    instead of a convex hull.
+    """
     points = np.concatenate([np.asarray(p, dtype=np.float64) for p in polygons])
-    if points.shape[0] > 3:
-        try:
-            points = points[ConvexHull(points).vertices]
-        except QhullError:  # collinear points
-            pass
     if points.shape[0] < 2:
         return 0.0
-    return float(np.sqrt(pdist(points, "sqeuclidean").max()))
+    proj = points @ _FERET_DIRECTIONS
+    return float((proj.max(axis=0) - proj.min(axis=0)).max())
 
 
-def _instance_field(labels_crop, prob_crop, particle_id, threshold, dilate_px):
-    """The probability field of one instance: its own region, neighbours reflected, 0 outside."""
+def _instance_regions(labels_crop, particle_id, dilate_px):
+    """(region the outline may occupy, pixels of other instances) of one instance's crop."""
     own = labels_crop == particle_id
     region = ndi.binary_dilation(own, iterations=dilate_px) if dilate_px > 0 else own
-    other = (labels_crop > 0) & ~own
+    return region, (labels_crop > 0) & ~own
+
+
+def _instance_field(prob_crop, region, other, threshold):
+    """The probability field of one instance: its own region, neighbours reflected, 0 outside."""
     field = np.where(region, prob_crop, 0.0)
     reflected = np.minimum(2.0 * threshold - prob_crop, threshold - 1e-3)
     field = np.where(other, np.minimum(field, reflected), field)
     return np.pad(field, 1)  # zero border: every contour closes
+
+
+def _crop_box(box, shape, margin):
+    return (slice(max(box[0].start - margin, 0), min(box[0].stop + margin, shape[0])),
+            slice(max(box[1].start - margin, 0), min(box[1].stop + margin, shape[1])))
+
+
+def _contours_at(prob_crop, region, other, threshold, offset, refine):
+    from skimage.measure import find_contours
+
+    field = _instance_field(prob_crop, region, other, threshold)
+    return [refine_polygon(c + offset, refine) for c in find_contours(field, threshold)
+            if c.shape[0] >= 3]
 
 
 def instance_contours(labels, probability, particle_id, *, threshold=0.5, dilate_px=2,
@@ -226,17 +247,10 @@ def instance_contours(labels, probability, particle_id, *, threshold=0.5, dilate
         box = ndi.find_objects((labels == particle_id).astype(np.int32))[0]
     if box is None:
         return []
-    from skimage.measure import find_contours
-
-    height, width = labels.shape
-    margin = dilate_px + 1
-    r0, r1 = max(box[0].start - margin, 0), min(box[0].stop + margin, height)
-    c0, c1 = max(box[1].start - margin, 0), min(box[1].stop + margin, width)
-    field = _instance_field(labels[r0:r1, c0:c1], probability[r0:r1, c0:c1],
-                            particle_id, threshold, dilate_px)
-    contours = find_contours(field, threshold)
-    offset = np.array([r0 - 1.0, c0 - 1.0])  # the pad shifted the crop by one pixel
-    return [refine_polygon(c + offset, refine) for c in contours if c.shape[0] >= 3]
+    crop = _crop_box(box, labels.shape, dilate_px + 1)
+    region, other = _instance_regions(labels[crop], particle_id, dilate_px)
+    offset = np.array([crop[0].start - 1.0, crop[1].start - 1.0])  # the pad shifts by 1 px
+    return _contours_at(probability[crop], region, other, threshold, offset, refine)
 
 
 def _check_inputs(labels, probability, pixel_size_nm, threshold):
@@ -254,7 +268,7 @@ def _check_inputs(labels, probability, pixel_size_nm, threshold):
 
 
 def contour_measurements(labels, probability, pixel_size_nm, *, threshold=0.5, dilate_px=2,
-                         refine=2):
+                         refine=2, spread_delta=None, mask_table=None):
     """Measure every instance from the sub-pixel contour of the probability map.
 
     Parameters
@@ -272,13 +286,20 @@ def contour_measurements(labels, probability, pixel_size_nm, *, threshold=0.5, d
         How far (pixels) the outline may lie outside the instance's pixel mask.
     refine : int
         Rounds of :func:`refine_polygon` (the correction of the chord bias of small outlines).
+    spread_delta : float, optional
+        If given, also measure at ``threshold -+ spread_delta`` (clipped to [0.05, 0.95]) and
+        add ``diameter_nm_spread``, ``aspect_ratio_spread``, ``roundness_spread``: half the
+        absolute change between the two (the sensitivity of each measurement to where the
+        edge is put).
+    mask_table : pandas.DataFrame, optional
+        :func:`etem_helpers.measure.measure_particles` of ``labels`` if already computed.
 
     Returns
     -------
     pandas.DataFrame
-        One row per id (sorted), columns :data:`CONTOUR_COLUMNS`. Where no contour is found
-        (the probability stays below ``threshold`` in the region) the row holds the pixel-mask
-        measurement and ``contour_ok`` is False.
+        One row per id (sorted), columns :data:`CONTOUR_COLUMNS` (plus the spreads). Where no
+        contour is found (the probability stays below ``threshold`` in the region) the row
+        holds the pixel-mask measurement, ``contour_ok`` is False and the spreads are 0.
 
     Examples
     --------
@@ -292,21 +313,44 @@ def contour_measurements(labels, probability, pixel_size_nm, *, threshold=0.5, d
     """
     labels, probability, pixel_size_nm, threshold = _check_inputs(
         labels, probability, pixel_size_nm, threshold)
-    mask_table = measure_particles(labels, pixel_size_nm)
+    if mask_table is None:
+        mask_table = measure_particles(labels, pixel_size_nm)
+    levels = [threshold]
+    if spread_delta is not None:
+        levels += [max(threshold - spread_delta, 0.05), min(threshold + spread_delta, 0.95)]
     boxes = ndi.find_objects(labels)
-    rows = []
+    rows, spreads = [], []
     for particle_id in mask_table["particle_id"].to_numpy():
-        polygons = instance_contours(labels, probability, int(particle_id), threshold=threshold,
-                                     dilate_px=int(dilate_px), refine=refine,
-                                     box=boxes[particle_id - 1])
-        moments = polygon_moments(polygons) if polygons else np.zeros(6)
-        if moments[0] <= 0.25:  # no contour, or less than a quarter pixel
-            rows.append(None)
-            continue
-        shape = moments_to_shape(moments)
-        rows.append((shape["area_px2"] * pixel_size_nm**2, _feret_px(polygons) * pixel_size_nm,
-                     shape["aspect_ratio"], shape["roundness"]))
-    return _assemble(mask_table, rows)
+        crop = _crop_box(boxes[particle_id - 1], labels.shape, dilate_px + 1)
+        region, other = _instance_regions(labels[crop], particle_id, dilate_px)
+        offset = np.array([crop[0].start - 1.0, crop[1].start - 1.0])
+        shapes = []
+        for k, level in enumerate(levels):
+            polygons = _contours_at(probability[crop], region, other, level, offset, refine)
+            moments = polygon_moments(polygons) if polygons else np.zeros(6)
+            if moments[0] <= 0.25:  # no contour, or less than a quarter pixel
+                shapes.append(None)
+                continue
+            shape = moments_to_shape(moments)
+            feret = _feret_px(polygons) * pixel_size_nm if k == 0 else np.nan
+            shapes.append((shape["area_px2"] * pixel_size_nm**2, feret,
+                           shape["aspect_ratio"], shape["roundness"]))
+        rows.append(shapes[0])
+        spreads.append(_spread(shapes[1:]) if spread_delta is not None else None)
+    table = _assemble(mask_table, rows)
+    if spread_delta is not None:
+        for k, q in enumerate(("diameter_nm", "aspect_ratio", "roundness")):
+            table[f"{q}_spread"] = [s[k] for s in spreads]
+    return table
+
+
+def _spread(shapes) -> tuple:
+    """Half the absolute difference of (diameter, aspect ratio, roundness) at two levels."""
+    if any(s is None for s in shapes):
+        return (0.0, 0.0, 0.0)
+    (a1, _, ar1, r1), (a2, _, ar2, r2) = shapes
+    d1, d2 = 2.0 * np.sqrt(a1 / np.pi), 2.0 * np.sqrt(a2 / np.pi)
+    return (0.5 * abs(d1 - d2), 0.5 * abs(ar1 - ar2), 0.5 * abs(r1 - r2))
 
 
 def _assemble(mask_table: pd.DataFrame, rows) -> pd.DataFrame:

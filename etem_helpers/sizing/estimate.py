@@ -13,13 +13,13 @@ from .uncertainty import (
     QUANTITIES,
     load_uncertainty_model,
     predict_std,
-    threshold_spread,
     uncertainty_features,
 )
 
 __all__ = ["ESTIMATORS", "SIZE_COLUMNS", "estimate_sizes"]
 
 ESTIMATORS = ("mask", "contour", "featurenet")
+_SPREAD_DELTA = 0.1  # as threshold_spread's default, used for the calibration
 
 #: Columns of :func:`estimate_sizes`.
 SIZE_COLUMNS = (
@@ -104,7 +104,9 @@ def estimate_sizes(image, labels, probability, pixel_size_nm, *, estimator="cont
                          "and the uncertainty are computed from it.")
     if not np.any(labels):
         return _empty()
-    contour = contour_measurements(labels, probability, pixel_size_nm, threshold=threshold)
+    mask = measure_particles(labels, pixel_size_nm)
+    contour = contour_measurements(labels, probability, pixel_size_nm, threshold=threshold,
+                                   spread_delta=_SPREAD_DELTA, mask_table=mask)
     if estimator == "featurenet":
         if image is None:
             raise ValueError("estimator='featurenet' needs the image.")
@@ -112,11 +114,8 @@ def estimate_sizes(image, labels, probability, pixel_size_nm, *, estimator="cont
     else:
         if not isinstance(uncertainty, dict):
             uncertainty = load_uncertainty_model(uncertainty)
-        if estimator == "mask":
-            values = measure_particles(labels, pixel_size_nm)
-        else:
-            values = contour
-        spread = threshold_spread(labels, probability, pixel_size_nm, threshold=threshold)
+        values = mask if estimator == "mask" else contour
+        spread = contour[["particle_id", *(f"{q}_spread" for q in QUANTITIES)]]
         out = values[["particle_id", *QUANTITIES, "area_nm2", "feret_max_nm"]].copy()
         out = _with_std(out, spread, pixel_size_nm, uncertainty[estimator])
     out["estimator"] = estimator

@@ -58,14 +58,9 @@ def threshold_spread(labels, probability, pixel_size_nm, *, threshold=0.5, delta
     pandas.DataFrame
         ``particle_id`` and ``<q>_spread`` for each of :data:`QUANTITIES` (>= 0).
     """
-    low = max(threshold - delta, 0.05)
-    high = min(threshold + delta, 0.95)
-    a = contour_measurements(labels, probability, pixel_size_nm, threshold=low)
-    b = contour_measurements(labels, probability, pixel_size_nm, threshold=high)
-    out = pd.DataFrame({"particle_id": a["particle_id"].to_numpy()})
-    for q in QUANTITIES:
-        out[f"{q}_spread"] = 0.5 * np.abs(a[q].to_numpy() - b[q].to_numpy())
-    return out
+    table = contour_measurements(labels, probability, pixel_size_nm, threshold=threshold,
+                                 spread_delta=delta)
+    return table[["particle_id", *(f"{q}_spread" for q in QUANTITIES)]]
 
 
 def uncertainty_features(values: pd.DataFrame, spread: pd.DataFrame, pixel_size_nm: float):
