@@ -76,7 +76,8 @@ def build_featurenet(config: FeatureNetConfig | str = "light"):
     -------
     torch.nn.Module
         ``forward(crops (B, 3, CROP_PX, CROP_PX), scalars (B, N_SCALARS))`` returns
-        ``(mean (B, 3), log_var (B, 3))`` on standardised targets.
+        ``(mean (B, 3), log_var (B, 3))`` on standardised targets (diameter / crop side,
+        log aspect ratio, roundness).
     """
     import torch
     from torch import nn
@@ -222,6 +223,8 @@ def predict_featurenet(network, meta: dict, crops, scalars, side_nm, *, batch_si
     side_nm = np.asarray(side_nm, dtype=np.float64)
     mean[:, 0] *= side_nm
     std[:, 0] *= side_nm
-    mean[:, 1] = np.maximum(mean[:, 1], 1.0)
+    # the network regresses log(aspect ratio): back-transform, std by the delta method
+    mean[:, 1] = np.exp(np.maximum(mean[:, 1], 0.0))
+    std[:, 1] *= mean[:, 1]
     mean[:, 2] = np.clip(mean[:, 2], 1e-6, 1.0)
     return mean, std

@@ -23,7 +23,9 @@ import numpy as np
 from .data import simulate_sizing_image, training_examples
 from .featurenet import PRESETS, build_featurenet, predict_featurenet, save_featurenet
 
-__all__ = ["TrainConfig", "build_examples", "train_featurenet", "calibrate_std_scale", "main"]
+__all__ = ["TrainConfig", "build_examples", "network_targets", "target_standardisation",
+           "augment_crops", "batch_tensors", "train_epoch", "validation_scores", "train_featurenet",
+           "calibrate_std_scale", "main"]
 
 
 @dataclass
@@ -109,13 +111,26 @@ def build_examples(seed: int, n_images: int, *, cache: Path | None = None,
     return out
 
 
-def _standardisation(train: dict) -> dict:
-    t, s = train["targets"].astype(np.float64), train["scalars"].astype(np.float64)
+def network_targets(targets) -> np.ndarray:
+    """The targets the network regresses: diameter / side, log(aspect ratio), roundness.
+
+    The aspect ratio is regressed as its logarithm: it runs from 1 to above 30 (nanotubes),
+    and the squared error of the raw ratio would be ruled by a few long objects.
+    """
+    out = np.asarray(targets, dtype=np.float64).copy()
+    out[:, 1] = np.log(np.maximum(out[:, 1], 1.0))
+    return out
+
+
+def target_standardisation(train: dict) -> dict:
+    """Means and standard deviations of the network targets and scalar inputs of a set."""
+    t = network_targets(train["targets"])
+    s = train["scalars"].astype(np.float64)
     return {"target_mean": t.mean(0).tolist(), "target_std": (t.std(0) + 1e-6).tolist(),
             "scalar_mean": s.mean(0).tolist(), "scalar_std": (s.std(0) + 1e-6).tolist()}
 
 
-def _augment(crops, rng):
+def augment_crops(crops, rng):
     """Random flips and 90-degree rotations (size and shape do not change)."""
     k = int(rng.integers(4))
     crops = np.rot90(crops, k, axes=(2, 3))
@@ -124,17 +139,18 @@ def _augment(crops, rng):
     return np.ascontiguousarray(crops)
 
 
-def _tensors(examples, st, idx):
+def batch_tensors(examples, st, idx):
+    """Standardised (scalars, targets) tensors of the examples ``idx``."""
     import torch
 
     scal = (examples["scalars"][idx] - np.asarray(st["scalar_mean"])) / np.asarray(
         st["scalar_std"])
-    targ = (examples["targets"][idx] - np.asarray(st["target_mean"])) / np.asarray(
+    targ = (network_targets(examples["targets"][idx]) - np.asarray(st["target_mean"])) / np.asarray(
         st["target_std"])
     return torch.from_numpy(scal.astype(np.float32)), torch.from_numpy(targ.astype(np.float32))
 
 
-def _epoch(network, optimiser, examples, st, rng, batch_size):
+def train_epoch(network, optimiser, examples, st, rng, batch_size) -> float:
     """One training epoch: MSE on the mean (paper) + Gaussian NLL on the detached mean."""
     import torch
 
@@ -143,8 +159,8 @@ def _epoch(network, optimiser, examples, st, rng, batch_size):
     total = 0.0
     for start in range(0, order.size, batch_size):
         idx = np.sort(order[start:start + batch_size])
-        crops = torch.from_numpy(_augment(examples["crops"][idx], rng))
-        scal, targ = _tensors(examples, st, idx)
+        crops = torch.from_numpy(augment_crops(examples["crops"][idx], rng))
+        scal, targ = batch_tensors(examples, st, idx)
         mean, log_var = network(crops, scal)
         mse = ((mean - targ) ** 2).mean(0).sum()
         nll = (0.5 * (log_var + (targ - mean.detach()) ** 2 * torch.exp(-log_var))).mean(0).sum()
@@ -156,14 +172,16 @@ def _epoch(network, optimiser, examples, st, rng, batch_size):
     return total / order.size
 
 
-def _standardised_error(err, side_nm, st):
-    """Errors in standardised target units (the diameter in crop units first)."""
-    err = err.copy()
+def _standardised_error(mean, truth, side_nm, st):
+    """Errors in standardised network-target units (crop-unit diameter, log aspect ratio)."""
+    err = mean - truth
     err[:, 0] = err[:, 0] / side_nm
+    err[:, 1] = np.log(mean[:, 1]) - np.log(np.maximum(truth[:, 1], 1.0))
     return err / np.asarray(st["target_std"])
 
 
-def _val_scores(network, st, val) -> dict:
+def validation_scores(network, st, val) -> dict:
+    """Diameter MRE, aspect-ratio and roundness RMSE, standardised loss (and raw errors)."""
     meta = {"standardisation": st}
     mean, std = predict_featurenet(network, meta, val["crops"], val["scalars"], val["side_nm"])
     truth = np.column_stack([val["true_diameter_nm"], val["targets"][:, 1:]])
@@ -172,7 +190,7 @@ def _val_scores(network, st, val) -> dict:
         "diameter_mre": float(np.mean(np.abs(err[:, 0]) / truth[:, 0])),
         "aspect_ratio_rmse": float(np.sqrt(np.mean(err[:, 1] ** 2))),
         "roundness_rmse": float(np.sqrt(np.mean(err[:, 2] ** 2))),
-        "mse_std": float(np.sum(np.mean(_standardised_error(err, val["side_nm"], st) ** 2,
+        "mse_std": float(np.sum(np.mean(_standardised_error(mean, truth, val["side_nm"], st) ** 2,
                                         axis=0))),
         "_err": err, "_std": std,
     }
@@ -211,16 +229,16 @@ def train_featurenet(config: TrainConfig, out_dir, *, progress=True, on_epoch=No
     val = build_examples(config.val_seed, config.n_val_images,
                          cache=out_dir / "examples_val.npz", **{**common, "sources": ["pred"]})
     t_data = time.time() - t0
-    st = _standardisation(train)
+    st = target_standardisation(train)
     network = build_featurenet(PRESETS[config.preset])
     optimiser = torch.optim.AdamW(network.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.epochs)
     history, best, best_state = [], np.inf, None
     for epoch in range(config.epochs):
-        train_mse = _epoch(network, optimiser, train, st, rng, config.batch_size)
+        train_mse = train_epoch(network, optimiser, train, st, rng, config.batch_size)
         scheduler.step()
-        scores = _val_scores(network, st, val)
+        scores = validation_scores(network, st, val)
         row = {"epoch": epoch + 1, "train_mse": train_mse,
                **{k: v for k, v in scores.items() if not k.startswith("_")}}
         history.append(row)
@@ -232,7 +250,7 @@ def train_featurenet(config: TrainConfig, out_dir, *, progress=True, on_epoch=No
             best = row["mse_std"]
             best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
     network.load_state_dict(best_state)
-    scores = _val_scores(network, st, val)
+    scores = validation_scores(network, st, val)
     calibration = {"std_scale": calibrate_std_scale(scores["_err"], scores["_std"]),
                    "coverage": 0.95}
     report = {
