@@ -164,16 +164,25 @@ def instance_inputs(image, labels, probability, pixel_size_nm, *, threshold=0.5,
     side_px = np.maximum(CROP_FACTOR * mask_table["feret_max_nm"].to_numpy() / pixel_size_nm,
                          _MIN_SIDE_PX)
     grid = (np.arange(CROP_PX) + 0.5) / CROP_PX - 0.5
+    height, width = labels.shape
+    probability = np.asarray(probability, dtype=np.float32)
     for k, pid in enumerate(ids):
         cy, cx = mask_table["centroid_y_px"].iat[k], mask_table["centroid_x_px"].iat[k]
-        yy = cy + side_px[k] * grid[:, None] + 0.0 * grid[None, :]
-        xx = cx + side_px[k] * grid[None, :] + 0.0 * grid[:, None]
-        coords = np.stack([yy, xx])
-        own = ndi.map_coordinates((labels == pid).astype(np.float32), coords, order=1,
+        ys, xs = cy + side_px[k] * grid, cx + side_px[k] * grid
+        # a window around the crop, so that the work does not grow with the image size
+        r0 = int(np.clip(np.floor(ys[0]) - 1, 0, height - 1))
+        r1 = int(np.clip(np.ceil(ys[-1]) + 2, r0 + 1, height))
+        c0 = int(np.clip(np.floor(xs[0]) - 1, 0, width - 1))
+        c1 = int(np.clip(np.ceil(xs[-1]) + 2, c0 + 1, width))
+        coords = np.stack(np.meshgrid(ys - r0, xs - c0, indexing="ij"))
+        # the window holds the whole crop except where the image ends, and there its edge is
+        # the image's edge: the boundary modes act exactly as on the full image
+        window = (slice(r0, r1), slice(c0, c1))
+        own = ndi.map_coordinates((labels[window] == pid).astype(np.float32), coords, order=1,
                                   mode="constant")
-        raw = ndi.map_coordinates(image, coords, order=1, mode="nearest")
+        raw = ndi.map_coordinates(image[window], coords, order=1, mode="nearest")
         crops[k, 0] = _standardise_crop(raw, own)
-        crops[k, 1] = ndi.map_coordinates(probability.astype(np.float32), coords, order=1,
+        crops[k, 1] = ndi.map_coordinates(probability[window], coords, order=1,
                                           mode="constant")
         crops[k, 2] = own
     side_nm = side_px * pixel_size_nm
