@@ -124,7 +124,7 @@ def _standardise_crop(crop: np.ndarray, own: np.ndarray) -> np.ndarray:
 
 
 def instance_inputs(image, labels, probability, pixel_size_nm, *, threshold=0.5,
-                    contour_table=None):
+                    contour_table=None, mask_table=None):
     """FeatureNet inputs of every instance of a label map.
 
     Parameters
@@ -142,6 +142,8 @@ def instance_inputs(image, labels, probability, pixel_size_nm, *, threshold=0.5,
     contour_table : pandas.DataFrame, optional
         :func:`~etem_helpers.sizing.contour.contour_measurements` of these labels (computed
         if omitted).
+    mask_table : pandas.DataFrame, optional
+        :func:`~etem_helpers.measure.measure_particles` of ``labels`` (computed if omitted).
 
     Returns
     -------
@@ -153,7 +155,8 @@ def instance_inputs(image, labels, probability, pixel_size_nm, *, threshold=0.5,
         Particle ids, in the order of :func:`measure_particles`.
     """
     image = np.asarray(image, dtype=np.float32)
-    mask_table = measure_particles(labels, pixel_size_nm)
+    if mask_table is None:
+        mask_table = measure_particles(labels, pixel_size_nm)
     if contour_table is None:
         contour_table = contour_measurements(labels, probability, pixel_size_nm,
                                              threshold=threshold)

@@ -42,12 +42,13 @@ def _with_std(values: pd.DataFrame, spread, pixel_size_nm, coefficients) -> pd.D
     return values
 
 
-def _featurenet(image, labels, probability, pixel_size_nm, threshold, model, contour):
+def _featurenet(image, labels, probability, pixel_size_nm, threshold, model, contour, mask):
     from .featurenet import load_featurenet, predict_featurenet
 
     network, meta = model if isinstance(model, tuple) else load_featurenet(model)
     crops, scalars, side_nm, _ = instance_inputs(image, labels, probability, pixel_size_nm,
-                                                 threshold=threshold, contour_table=contour)
+                                                 threshold=threshold, contour_table=contour,
+                                                 mask_table=mask)
     mean, std = predict_featurenet(network, meta, crops, scalars, side_nm)
     out = contour[["particle_id", "feret_max_nm"]].copy()
     for k, q in enumerate(QUANTITIES):
@@ -110,7 +111,8 @@ def estimate_sizes(image, labels, probability, pixel_size_nm, *, estimator="cont
     if estimator == "featurenet":
         if image is None:
             raise ValueError("estimator='featurenet' needs the image.")
-        out = _featurenet(image, labels, probability, pixel_size_nm, threshold, model, contour)
+        out = _featurenet(image, labels, probability, pixel_size_nm, threshold, model, contour,
+                          mask)
     else:
         if not isinstance(uncertainty, dict):
             uncertainty = load_uncertainty_model(uncertainty)
