@@ -146,7 +146,7 @@ def _check_03(results):
 
 def _check_04(results):
     history = results["history"]
-    assert results["epochs_run"] == len(history["epoch"]) == results["profile"]["epochs"]
+    assert results["epochs_run"] == len(history["epoch"]) == min(results["profile"]["epochs"], 10)
     assert all(math.isfinite(v) and v > 0 for v in history["train_mse"] + history["val_mse"])
     assert results["n_crops"]["train"] > 0 and results["n_crops"]["val"] > 0
     assert all(k > 0 for k in results["std_scale"])
