@@ -195,3 +195,23 @@ def test_mean_diameter_with_uncertainty():
     assert out["sampling_std_nm"] == pytest.approx(np.std([10.0, 12.0], ddof=1) / np.sqrt(2))
     low, high = out["ci95_nm"]
     assert low < 11.0 < high
+
+
+def test_shipped_featurenet_and_uncertainty_calibration_load_and_run():
+    pytest.importorskip("torch")
+    from etem_helpers.sizing.featurenet import default_featurenet_path, load_featurenet
+    from etem_helpers.sizing.uncertainty import load_uncertainty_model
+
+    if not default_featurenet_path().is_file():
+        pytest.skip("shipped FeatureNet not present")
+    network, meta = load_featurenet()  # torch.load(weights_only=True) inside
+    assert len(meta["calibration"]["std_scale"]) == 3
+    assert default_featurenet_path().stat().st_size < 5e6
+    calibration = load_uncertainty_model()
+    assert {"mask", "contour"} <= set(calibration)
+    image, labels, prob = _scene()
+    table = estimate_sizes(image, labels, prob, 0.3, model=(network, meta))
+    assert (table["estimator"] == "featurenet").all()
+    assert np.isfinite(table.drop(columns="estimator").to_numpy(dtype=float)).all()
+    # ellipse 16 x 10 px and disk 12 px at 0.3 nm/px: area-equivalent 3.79 and 3.60 nm
+    np.testing.assert_allclose(table["diameter_nm"], [0.6 * np.sqrt(40.0), 3.6], rtol=0.1)
