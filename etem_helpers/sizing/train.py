@@ -218,8 +218,6 @@ def train_featurenet(config: TrainConfig, out_dir, *, progress=True, on_epoch=No
     import torch
 
     torch.set_num_threads(int(config.threads))
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
     out_dir = Path(out_dir)
     t0 = time.time()
     common = {"image_size_px": config.image_size_px, "regime": config.regime,
@@ -230,6 +228,10 @@ def train_featurenet(config: TrainConfig, out_dir, *, progress=True, on_epoch=No
                          cache=out_dir / "examples_val.npz", **{**common, "sources": ["pred"]})
     t_data = time.time() - t0
     st = target_standardisation(train)
+    # seeded after the data: making the examples runs the U-Net, whose construction draws
+    # from torch's global generator, so a cached and a fresh run would otherwise differ
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
     network = build_featurenet(PRESETS[config.preset])
     optimiser = torch.optim.AdamW(network.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
