@@ -24,8 +24,9 @@ _LAZY = {
     "AnalysisResult": "pipeline.result:AnalysisResult",
 }
 _SUBMODULES = {
-    "cli", "course", "datasets", "device", "io", "measure", "metrics", "pipeline", "preprocess",
-    "profiles", "realism", "segmentation", "simulate", "spectra", "versions", "widgets",
+    "cli", "course", "datasets", "device", "faults", "io", "measure", "metrics", "pipeline",
+    "plot", "preprocess", "profiles", "realism", "segmentation", "simulate", "sizing", "spectra",
+    "stats", "versions", "widgets",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -43,6 +43,7 @@ __all__ = [
     "measure_particles",
     "relabel_sequential",
     "uses_blocks",
+    "validate_labels",
 ]
 
 #: Block side (pixels) of the block-wise measuring and splitting of large images.
@@ -82,7 +83,8 @@ _FLOAT_COLUMNS = (
 _HULL_THRESHOLD = 256
 
 
-def _validate_labels(labels) -> np.ndarray:
+def validate_labels(labels) -> np.ndarray:
+    """A 2-D non-negative integer label map (int32 range), or an error that says what to do."""
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(
@@ -264,7 +266,7 @@ def measure_particles(labels, pixel_size_nm, *, probability=None) -> pd.DataFram
     >>> float(table.loc[0, "area_nm2"])
     3.0
     """
-    labels = _validate_labels(labels)
+    labels = validate_labels(labels)
     pixel_size_nm = validate_pixel_size(pixel_size_nm, argument="pixel_size_nm")
     if uses_blocks(labels.shape):
         return _measure_blocked(labels, pixel_size_nm, probability=probability)

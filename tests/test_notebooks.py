@@ -173,6 +173,29 @@ def _check_03(results):
         assert Path(path).is_file(), path
 
 
+def _check_04(results):
+    history = results["history"]
+    assert results["epochs_run"] == len(history["epoch"]) == min(results["profile"]["epochs"], 10)
+    assert all(math.isfinite(v) and v > 0 for v in history["train_mse"] + history["val_mse"])
+    assert results["n_crops"]["train"] > 0 and results["n_crops"]["val"] > 0
+    assert all(k > 0 for k in results["std_scale"])
+    methods = results["test_metrics"]
+    assert {"pixel mask", "contour", "FeatureNet (here)"} <= set(methods)
+    assert ("FeatureNet (shipped)" in methods) == results["shipped_featurenet"]
+    for scores in methods.values():
+        assert scores["n"] > 0
+        for key in ("coverage d", "coverage AR", "coverage R"):
+            assert 0.0 <= scores[key] <= 1.0, (key, scores)
+        assert scores["diameter MRE"] >= 0 and scores["AR RMSE"] >= 0
+    # the contour beats the pixel mask on clean disks of 4-8 px (section 2)
+    for d in ("4", "6", "8"):
+        assert results["pixel_bias_std"]["contour"][d] < results["pixel_bias_std"]["pixel mask"][d]
+    mean = results["mean_diameter"]
+    assert mean["n"] > 0 and mean["ci95_nm"][0] <= mean["mean_nm"] <= mean["ci95_nm"][1]
+    assert {"size_definitions", "pixel_bias", "crops", "loss_curves", "scatter_bland_altman",
+            "size_distribution"} <= set(results["figures"])
+
+
 def _check_05(results):
     assert results["profile"]["name"] == "smoke"
     assert results["n_particles"] > 0 and 0 < results["n_resolved"] <= results["n_particles"]
@@ -264,7 +287,8 @@ def _check_postprocess_choice(tuned, checkpoint):
 
 
 # One check per notebook number: a notebook without a check fails, so none runs unchecked.
-CHECKS = {"00": _check_00, "01": _check_01, "03": _check_03, "05": _check_05, "06": _check_06}
+CHECKS = {"00": _check_00, "01": _check_01, "03": _check_03, "04": _check_04, "05": _check_05,
+          "06": _check_06}
 # Optional preparation per notebook number, called with the data_dir before it runs.
 PREPARE = {"01": _prepare_01, "03": _prepare_01, "06": _prepare_01}
 

@@ -56,6 +56,8 @@ from etem_helpers.segmentation.predict import (
     predict_probabilities,
 )
 from etem_helpers.simulate.params import MATERIALS
+from etem_helpers.sizing import ESTIMATORS, estimate_sizes
+from etem_helpers.sizing.featurenet import load_featurenet
 
 __all__ = [
     "DEFAULT_MODEL_PATH",
@@ -74,6 +76,9 @@ TRAIN_DEFAULT_COMMAND = (
     "etem train --config etem_helpers/models/default_config.json "
     "--out etem_helpers/models/default.pt"
 )
+#: The contract's quantities the size estimators estimate.
+SIZE_QUANTITIES = ("diameter_nm", "aspect_ratio", "roundness")
+_STD_COLUMNS = tuple(f"{q}_std" for q in SIZE_QUANTITIES)
 _MAX_CPU_TILE_PX = 544  # per-pixel cost of the light U-Net rises for larger CPU tiles
 _MAX_GPU_TILE_PX = 1024
 _MODEL_CACHE_SIZE = 4
@@ -192,6 +197,7 @@ class AnalyzerSettings:
     faults: bool = True
     material: str | None = None
     annotations: bool = True
+    size_estimator: str = "featurenet"
 
     def __post_init__(self) -> None:
         _check_fraction("threshold", self.threshold, closed=False)
@@ -209,6 +215,9 @@ class AnalyzerSettings:
                 raise ValueError(f"{name}={value!r} must be a non-negative integer (pixels).")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size!r} must be a positive integer.")
+        if self.size_estimator not in ESTIMATORS:
+            raise ValueError(f"size_estimator={self.size_estimator!r} is not known; use one of "
+                             f"{ESTIMATORS}.")
         if self.material is not None and self.material not in MATERIALS:
             raise ValueError(f"material={self.material!r} is not known; use one of {MATERIALS}.")
         if self.tile_px is not None and self.overlap_px >= self.tile_px:
@@ -251,6 +260,8 @@ class Analyzer:
         self._model = model if self.model_path is not None else None
         self.precision = inference_precision(self.settings.precision, self.device)
         self.fault_classifier = load_classifier() if self.settings.faults else None
+        self.featurenet = (load_featurenet() if self.settings.size_estimator == "featurenet"
+                           else None)
         self.postprocess = postprocess_settings(
             self.card.postprocess, threshold=self.settings.threshold,
             min_confidence=self.settings.min_confidence,
@@ -303,8 +314,11 @@ class Analyzer:
             timer.lap("map_back")
         particles = measure_particles(labels, pixel_size_nm, probability=probability)
         timer.lap("measure")
+        particles = self._sizes(array, labels, probability, pixel_size_nm, particles, info)
+        timer.lap("sizing")
         particles = self._faults(array, labels, pixel_size_nm, particles, info)
         timer.lap("faults")
+        particles = particles[_ordered_columns(particles.columns)]
         info.update(timing_s=timer.total(), image_shape=[int(n) for n in array.shape])
         return AnalysisResult(
             labels=labels, particles=particles, probability=probability,
@@ -382,6 +396,22 @@ class Analyzer:
         info.update(min_size_px=int(settings["min_size_px"]), postprocess=settings, split=split)
         return labels
 
+    def _sizes(self, image, labels, probability, pixel_size_nm: float, particles, info: dict):
+        """Size and shape by the chosen estimator, each with its calibrated 1-sigma uncertainty.
+
+        ``area_nm2`` stays the pixel count (the contract's definition); ``diameter_nm``,
+        ``aspect_ratio`` and ``roundness`` are the estimator's (the contract's quantities,
+        estimated from the outline or by FeatureNet), ``feret_max_nm`` the mask's.
+        """
+        info["size_estimator"] = self.settings.size_estimator
+        sizes = estimate_sizes(image, labels, probability, pixel_size_nm,
+                               estimator=self.settings.size_estimator, model=self.featurenet,
+                               threshold=float(self.postprocess["threshold"]),
+                               mask_table=particles)
+        estimated = [*SIZE_QUANTITIES, *(f"{q}_std" for q in SIZE_QUANTITIES)]
+        return particles.drop(columns=list(SIZE_QUANTITIES)).merge(
+            sizes[["particle_id", *estimated]], on="particle_id", how="left")
+
     def _faults(self, image, labels, pixel_size_nm: float, particles, info: dict):
         """Lattice and fault columns per particle (HRTEM); a calibration check from the fringes."""
         if self.fault_classifier is None:
@@ -397,7 +427,7 @@ class Analyzer:
             info["calibration_check"] = asdict(check)
             if check.status == "mismatch":
                 warnings.warn(check.message, UserWarning, stacklevel=3)
-        return particles[[*PARTICLE_COLUMNS, "lattice_resolved", "d_spacing_nm"]]
+        return particles
 
     @staticmethod
     def _map_back(labels, foreground, plan, shape) -> tuple[np.ndarray, np.ndarray]:
@@ -429,6 +459,12 @@ class Analyzer:
             "prediction_pixel_size_nm": float(prediction_pixel_size_nm),
             "settings": asdict(self.settings),
         }
+
+
+def _ordered_columns(columns) -> list[str]:
+    """The contract's columns first, then the uncertainties, then the rest in their order."""
+    first = [*PARTICLE_COLUMNS, *_STD_COLUMNS]
+    return [c for c in first if c in columns] + [c for c in columns if c not in first]
 
 
 @dataclass(frozen=True)
