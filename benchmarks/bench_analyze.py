@@ -38,8 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-STAGES = ("read", "load_model", "resample", "normalize", "predict", "split", "map_back",
-          "measure")
+#: analyze() settings that run only the stages the package had before issue 9's restructure.
+PLAIN_SETTINGS = {"size_estimator": "mask", "faults": False, "annotations": False}
+STAGES = ("read", "resample", "normalize", "predict", "split", "map_back", "measure", "sizing",
+          "faults")
 
 
 def simulated_lowmag(size_px: int = 1024, *, params_seed: int = 3, seed: int = 0):
@@ -152,26 +154,29 @@ def run_large(size_px: int, tiles: list[np.ndarray], pixel_size_nm: float, model
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def timing_child(image_path: str, pixel_size_nm: float, model: str, repeats: int) -> None:
+def timing_child(image_path: str, pixel_size_nm: float, model: str, repeats: int,
+                 settings_json: str) -> None:
     """Run in a subprocess (PYTHONPATH = the tree to time): print the analyze() seconds."""
     from etem_helpers import analyze
 
     image = np.load(image_path)
-    analyze(image, pixel_size_nm, model=model, device="cpu")  # warm-up
+    settings = json.loads(settings_json)
+    analyze(image, pixel_size_nm, model=model, device="cpu", **settings)  # warm-up
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
-        analyze(image, pixel_size_nm, model=model, device="cpu")
+        analyze(image, pixel_size_nm, model=model, device="cpu", **settings)
         seconds.append(time.perf_counter() - start)
     print(json.dumps(seconds))
 
 
 def time_against(baseline_src: Path, image, pixel_size_nm: float, model: str, *,
-                 rounds: int = 4, repeats: int = 5) -> dict:
+                 settings: dict | None = None, rounds: int = 4, repeats: int = 5) -> dict:
     """analyze() seconds of this tree and of ``baseline_src``, interleaved, and their ratio.
 
     Each round runs both trees in fresh subprocesses (``PYTHONPATH`` set to each tree), one
-    after the other, so that a change of machine load affects both alike.
+    after the other, so that a change of machine load affects both alike. ``settings`` are
+    passed to this tree's ``analyze()`` only (the baseline may not know them).
     """
     here = Path(__file__).resolve().parents[1]
     trees = {"this": here, "baseline": Path(baseline_src).resolve()}
@@ -182,8 +187,9 @@ def time_against(baseline_src: Path, image, pixel_size_nm: float, model: str, *,
         for _ in range(rounds):
             for name, tree in trees.items():
                 env = {**os.environ, "PYTHONPATH": str(tree)}
+                given = json.dumps(settings or {}) if name == "this" else "{}"
                 command = [sys.executable, __file__, "--time-child", str(path),
-                           str(pixel_size_nm), model, str(repeats)]
+                           str(pixel_size_nm), model, str(repeats), given]
                 done = subprocess.run(command, capture_output=True, text=True, env=env,
                                       cwd=tree, check=False)
                 if done.returncode != 0:
@@ -241,10 +247,13 @@ def main(argv=None) -> None:
             f"{k} {v:.3f}" for k, v in small["stages_median_s"].items()))
 
         if args.against:
-            ratio = time_against(Path(args.against), image, pixel_size_nm, model)
-            print(f"\nthis tree vs {args.against}: median {ratio['median_s']['this']:.3f} s vs "
-                  f"{ratio['median_s']['baseline']:.3f} s, ratio {ratio['ratio']:.3f} "
-                  f"({ratio['n_each']} interleaved calls each)")
+            for label, settings in (("the same stages as before (mask sizes, no fault or "
+                                     "annotation stage)", PLAIN_SETTINGS), ("defaults", {})):
+                ratio = time_against(Path(args.against), image, pixel_size_nm, model,
+                                     settings=settings)
+                print(f"\nthis tree ({label}) vs {args.against}: median "
+                      f"{ratio['median_s']['this']:.3f} s vs {ratio['median_s']['baseline']:.3f} "
+                      f"s, ratio {ratio['ratio']:.3f} ({ratio['n_each']} interleaved calls each)")
         if not args.skip_large:
             others = [simulated_lowmag(1024, seed=s)[0] for s in (1, 2, 3)]
             large = run_large(args.large_size, [image, *others], pixel_size_nm, model)
@@ -261,7 +270,7 @@ def main(argv=None) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
         child_main(sys.argv[2], float(sys.argv[3]), sys.argv[4])
-    elif len(sys.argv) == 6 and sys.argv[1] == "--time-child":
-        timing_child(sys.argv[2], float(sys.argv[3]), sys.argv[4], int(sys.argv[5]))
+    elif len(sys.argv) == 7 and sys.argv[1] == "--time-child":
+        timing_child(sys.argv[2], float(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6])
     else:
         main()

@@ -24,7 +24,9 @@ def _sim(regime, seed, size=256):
 def test_hrtem_particles_get_lattice_and_fault_columns(analyzer):
     sim, params = _sim("hrtem", 5, size=512)
     particles = analyzer(sim.image, params.pixel_size_nm).particles
-    assert list(particles.columns) == [*PARTICLE_COLUMNS, "lattice_resolved", "d_spacing_nm"]
+    stds = ["diameter_nm_std", "aspect_ratio_std", "roundness_std"]
+    assert list(particles.columns) == [*PARTICLE_COLUMNS, *stds, "lattice_resolved",
+                                       "d_spacing_nm"]
     resolved = particles["lattice_resolved"].to_numpy(bool)
     assert resolved.any()
     assert particles.loc[resolved, "fault_probability"].between(0, 1).all()
@@ -84,3 +86,23 @@ def test_clean_images_are_not_masked(analyzer):
     sim, params = _sim("lowmag", 3)
     result = analyzer(sim.image, params.pixel_size_nm)
     assert result.info["annotations"]["masked_fraction"] == 0.0
+
+
+@pytest.mark.parametrize("estimator", ["mask", "contour", "featurenet"])
+def test_every_size_estimator_gives_sizes_with_uncertainties(estimator):
+    sim, params = _sim("lowmag", 3)
+    result = Analyzer(device="cpu", size_estimator=estimator)(sim.image, params.pixel_size_nm)
+    particles = result.particles
+    assert result.info["size_estimator"] == estimator and len(particles)
+    for q in ("diameter_nm", "aspect_ratio", "roundness"):
+        assert particles[q].notna().all() and (particles[f"{q}_std"] > 0).all()
+    assert (particles["aspect_ratio"] >= 1.0).all()
+    assert particles["roundness"].between(0.0, 1.0).all()
+    if estimator == "mask":  # the contract's pixel-mask diameter, exactly
+        expected = 2.0 * np.sqrt(particles["area_nm2"] / np.pi)
+        np.testing.assert_allclose(particles["diameter_nm"], expected, rtol=1e-9)
+
+
+def test_an_unknown_size_estimator_is_refused():
+    with pytest.raises(ValueError, match="size_estimator"):
+        Analyzer(device="cpu", size_estimator="calipers")

@@ -7,51 +7,8 @@ argument, and :func:`replace_atomically` is how files are replaced (never half-w
 from; a missing calibration is an error, never a silent 1 nm/px.
 """
 
-from .files import as_path, replace_atomically
-from .micrograph import (
-    PLAUSIBLE_PIXEL_SIZE_NM,
-    SUPPORTED_EXTENSIONS,
-    WRITABLE_EXTENSIONS,
-    CorruptFileError,
-    EmptyImageError,
-    ImageTooSmallError,
-    InvalidPixelSizeError,
-    InvalidPixelValuesError,
-    Micrograph,
-    MicrographError,
-    MicrographNotFoundError,
-    MissingCalibrationError,
-    MissingDependencyError,
-    NotAnImageError,
-    UnknownUnitsError,
-    UnsupportedFormatError,
-    check_image,
-    read_micrograph,
-    validate_pixel_size,
-    write_micrograph,
-)
+from . import files, micrograph
+from .files import *  # noqa: F403 - the public names of the modules are the package's
+from .micrograph import *  # noqa: F403
 
-__all__ = [
-    "PLAUSIBLE_PIXEL_SIZE_NM",
-    "SUPPORTED_EXTENSIONS",
-    "WRITABLE_EXTENSIONS",
-    "CorruptFileError",
-    "EmptyImageError",
-    "ImageTooSmallError",
-    "InvalidPixelSizeError",
-    "InvalidPixelValuesError",
-    "Micrograph",
-    "MicrographError",
-    "MicrographNotFoundError",
-    "MissingCalibrationError",
-    "MissingDependencyError",
-    "NotAnImageError",
-    "UnknownUnitsError",
-    "UnsupportedFormatError",
-    "as_path",
-    "check_image",
-    "read_micrograph",
-    "replace_atomically",
-    "validate_pixel_size",
-    "write_micrograph",
-]
+__all__ = [*files.__all__, *micrograph.__all__]

@@ -259,18 +259,23 @@ class Analyzer:
         self.network, self.card, self.model_path = _resolve_model(model, self.device)
         self._model = model if self.model_path is not None else None
         self.precision = inference_precision(self.settings.precision, self.device)
-        self.fault_classifier = load_classifier() if self.settings.faults else None
-        self.featurenet = (load_featurenet() if self.settings.size_estimator == "featurenet"
-                           else None)
+        self._load_task_models()
         self.postprocess = postprocess_settings(
             self.card.postprocess, threshold=self.settings.threshold,
             min_confidence=self.settings.min_confidence,
         )
 
-    # Pickling sends the model's path, not the network, when the model came from a file.
+    def _load_task_models(self) -> None:
+        """The shipped fault classifier and FeatureNet, when the settings use them."""
+        self.fault_classifier = load_classifier() if self.settings.faults else None
+        self.featurenet = (load_featurenet() if self.settings.size_estimator == "featurenet"
+                           else None)
+
+    # Pickling sends the model's path, not the network, when the model came from a file; the
+    # shipped task models are loaded again on the other side.
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["device"] = str(self.device)
+        state.update(device=str(self.device), fault_classifier=None, featurenet=None)
         if self._model is not None:
             state["network"] = None
         return state
@@ -280,6 +285,7 @@ class Analyzer:
         self.device = get_device(state["device"])
         if self.network is None:
             self.network, _ = load_model(self._model, device=self.device)
+        self._load_task_models()
 
     def __call__(self, image, pixel_size_nm: float | None = None, *,
                  scale_bar_nm: float | None = None) -> AnalysisResult:
