@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 #: analyze() settings that run only the stages the package had before issue 9's restructure.
-PLAIN_SETTINGS = {"size_estimator": "mask", "faults": False, "annotations": False}
+PLAIN_SETTINGS = {"size_estimator": None, "faults": False, "annotations": False}
 STAGES = ("read", "resample", "normalize", "predict", "split", "map_back", "measure", "sizing",
           "faults")
 
@@ -247,8 +247,8 @@ def main(argv=None) -> None:
             f"{k} {v:.3f}" for k, v in small["stages_median_s"].items()))
 
         if args.against:
-            for label, settings in (("the same stages as before (mask sizes, no fault or "
-                                     "annotation stage)", PLAIN_SETTINGS), ("defaults", {})):
+            for label, settings in (("the stages of the old analyze(): no sizing, fault or "
+                                     "annotation stage", PLAIN_SETTINGS), ("defaults", {})):
                 ratio = time_against(Path(args.against), image, pixel_size_nm, model,
                                      settings=settings)
                 print(f"\nthis tree ({label}) vs {args.against}: median "

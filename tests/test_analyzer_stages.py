@@ -106,3 +106,11 @@ def test_every_size_estimator_gives_sizes_with_uncertainties(estimator):
 def test_an_unknown_size_estimator_is_refused():
     with pytest.raises(ValueError, match="size_estimator"):
         Analyzer(device="cpu", size_estimator="calipers")
+
+
+def test_no_size_estimator_keeps_the_contract_mask_values_without_uncertainties():
+    sim, params = _sim("lowmag", 3)
+    plain = Analyzer(device="cpu", size_estimator=None)(sim.image, params.pixel_size_nm)
+    assert "diameter_nm_std" not in plain.particles
+    expected = 2.0 * np.sqrt(plain.particles["area_nm2"] / np.pi)
+    np.testing.assert_allclose(plain.particles["diameter_nm"], expected, rtol=1e-9)

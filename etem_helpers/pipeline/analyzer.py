@@ -197,7 +197,7 @@ class AnalyzerSettings:
     faults: bool = True
     material: str | None = None
     annotations: bool = True
-    size_estimator: str = "featurenet"
+    size_estimator: str | None = "featurenet"
 
     def __post_init__(self) -> None:
         _check_fraction("threshold", self.threshold, closed=False)
@@ -215,7 +215,7 @@ class AnalyzerSettings:
                 raise ValueError(f"{name}={value!r} must be a non-negative integer (pixels).")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size!r} must be a positive integer.")
-        if self.size_estimator not in ESTIMATORS:
+        if self.size_estimator is not None and self.size_estimator not in ESTIMATORS:
             raise ValueError(f"size_estimator={self.size_estimator!r} is not known; use one of "
                              f"{ESTIMATORS}.")
         if self.material is not None and self.material not in MATERIALS:
@@ -409,7 +409,9 @@ class Analyzer:
         ``aspect_ratio`` and ``roundness`` are the estimator's (the contract's quantities,
         estimated from the outline or by FeatureNet), ``feret_max_nm`` the mask's.
         """
-        info["size_estimator"] = self.settings.size_estimator
+        info["size_estimator"] = self.settings.size_estimator or "mask (no uncertainties)"
+        if self.settings.size_estimator is None:
+            return particles
         sizes = estimate_sizes(image, labels, probability, pixel_size_nm,
                                estimator=self.settings.size_estimator, model=self.featurenet,
                                threshold=float(self.postprocess["threshold"]),
@@ -556,7 +558,11 @@ def analyze(image, pixel_size_nm: float | None = None, *, scale_bar_nm: float | 
         ``faults`` (True: classify twins/stacking faults of lattice-resolved particles with the
         shipped classifier, :func:`etem_helpers.faults.analyze_faults`), ``material`` ("Au",
         "Pt", "Pd", "Ag": check the calibration against the particles' fringe spacings and warn
-        on a mismatch, :func:`etem_helpers.faults.check_calibration`), ``annotations`` (True:
+        on a mismatch, :func:`etem_helpers.faults.check_calibration`), ``size_estimator``
+        ("featurenet" (default), "contour", "mask": how diameter, aspect ratio and roundness
+        are estimated, each with a calibrated 1-sigma uncertainty ``*_std``,
+        :func:`etem_helpers.sizing.estimate_sizes`; None: the pixel-mask values without
+        uncertainties, the fastest), ``annotations`` (True:
         find burned-in scale bars, their text and data strips, replace them before the
         prediction and report no particle on them; ``info["annotations"]`` says what was
         masked; :mod:`etem_helpers.preprocess.annotations`).
