@@ -45,6 +45,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from etem_helpers.io import check_image
+
 __all__ = [
     "Annotation",
     "AnnotationSettings",
@@ -276,21 +278,6 @@ class _Region:
 
 
 # -- statistics ---------------------------------------------------------------------------------
-def _as_image(image, name: str = "image") -> np.ndarray:
-    array = np.asarray(image)
-    if array.ndim != 2 or array.size == 0 or not np.issubdtype(array.dtype, np.number) \
-            or np.iscomplexobj(array):
-        raise ValueError(
-            f"{name} must be a non-empty 2-D real array (rows, columns); got shape "
-            f"{array.shape} and dtype {array.dtype}. Read files with "
-            "etem_helpers.io.read_micrograph first."
-        )
-    array = array.astype(np.float64, copy=False)
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinite pixels; replace them first.")
-    return array
-
-
 def _subsample(image: np.ndarray, n_px: int = 1 << 18) -> np.ndarray:
     step = max(1, int(math.sqrt(image.size / n_px)))
     return image[::step, ::step]
@@ -770,7 +757,7 @@ def find_annotations(image, settings: AnnotationSettings | None = None) -> Annot
     (['scale bar'], 50.0)
     """
     settings = settings or AnnotationSettings()
-    array = _as_image(image)
+    array = check_image(image, dtype=np.float64)
     regions, sigma, threshold, tolerance = _find_regions(array, settings)
     groups = _group_regions(regions, settings)
     seeds = [[r for r in group if r.bar is not None]
@@ -919,7 +906,7 @@ def mask_annotations(image, annotations: Annotations, *, seed: int = 0) -> np.nd
     numpy.ndarray
         float32 copy of ``image``; equal to it outside the mask.
     """
-    array = _as_image(image)
+    array = check_image(image, dtype=np.float64)
     mask = annotations.mask if isinstance(annotations, Annotations) else np.asarray(annotations)
     if mask.shape != array.shape or mask.dtype != bool:
         raise ValueError(
@@ -1059,6 +1046,6 @@ def strip_annotations(image, *, scale_bar_nm: float | None = None,
     if scale_bar_nm is not None:
         pixel_size_nm, bar = pixel_size_from_scale_bar(image, scale_bar_nm, annotations=found)
     cleaned = mask_annotations(image, found, seed=seed) if found.found else \
-        _as_image(image).astype(np.float32)
+        check_image(image)
     return StrippedImage(image=cleaned, annotations=found, pixel_size_nm=pixel_size_nm,
                          scale_bar=bar)
