@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,8 +115,6 @@ def ensure_dataset(out_dir: str | os.PathLike, n_images: int, *, seed: int,
                 "overwritten automatically: delete that folder or choose another one."
             )
         return DatasetStatus(out_dir, reused=True, seconds=0.0)
-    import time
-
     start = time.perf_counter()
     generate_dataset(int(n_images), out_dir, seed=int(seed), overwrite=False,
                      progress=progress, **simulate_settings)

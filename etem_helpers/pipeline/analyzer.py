@@ -46,7 +46,14 @@ from etem_helpers.preprocess.annotations import drop_masked_particles, strip_ann
 from etem_helpers.preprocess.resample import map_to_grid, plan_resampling, resample_to_pixel_size
 from etem_helpers.preprocess.tiles import tile_positions
 from etem_helpers.preprocess.validate import has_contrast, read_input
-from etem_helpers.segmentation.checkpoint import CheckpointError, ModelCard, load_checkpoint
+from etem_helpers.segmentation.checkpoint import (
+    DEFAULT_MODEL_PATH,
+    TRAIN_DEFAULT_COMMAND,
+    CheckpointError,
+    ModelCard,
+    load_checkpoint,
+    model_file,
+)
 from etem_helpers.segmentation.model import _size_multiple
 from etem_helpers.segmentation.postprocess import postprocess_settings, probabilities_to_instances
 from etem_helpers.segmentation.predict import (
@@ -69,13 +76,6 @@ __all__ = [
     "load_model",
 ]
 
-#: The checkpoint shipped with the package (``model="default"``).
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "default.pt"
-#: The documented command that trains the shipped model.
-TRAIN_DEFAULT_COMMAND = (
-    "etem train --config etem_helpers/models/default_config.json "
-    "--out etem_helpers/models/default.pt"
-)
 #: The contract's quantities the size estimators estimate.
 SIZE_QUANTITIES = ("diameter_nm", "aspect_ratio", "roundness")
 _STD_COLUMNS = tuple(f"{q}_std" for q in SIZE_QUANTITIES)
@@ -134,21 +134,8 @@ def load_model(model: str | os.PathLike = "default", *, device="auto") -> tuple[
 
 
 def _model_path(model) -> Path:
-    if isinstance(model, str) and model == "default":
-        if not DEFAULT_MODEL_PATH.is_file():
-            raise CheckpointError(
-                f"The default segmentation model {DEFAULT_MODEL_PATH} is not installed. Train "
-                f"it with `{TRAIN_DEFAULT_COMMAND}` (from the repository root), or pass "
-                "model=<path to a .pt checkpoint written by "
-                "etem_helpers.segmentation.save_checkpoint>."
-            )
-        return DEFAULT_MODEL_PATH
-    if isinstance(model, str | os.PathLike):
-        return Path(model)
-    raise TypeError(
-        f"model must be 'default', a checkpoint path or a (network, ModelCard) tuple; got "
-        f"{type(model).__name__}."
-    )
+    """The checkpoint file of ``model`` ("default" is this module's :data:`DEFAULT_MODEL_PATH`)."""
+    return model_file(model, default_path=DEFAULT_MODEL_PATH)
 
 
 def _resolve_model(model, device) -> tuple[Any, ModelCard, str | None]:

@@ -28,9 +28,12 @@ from etem_helpers.segmentation.postprocess import postprocess_settings
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_FORMAT_VERSION",
+    "DEFAULT_MODEL_PATH",
+    "TRAIN_DEFAULT_COMMAND",
     "CheckpointError",
     "ModelCard",
     "load_checkpoint",
+    "model_file",
     "save_checkpoint",
 ]
 
@@ -40,8 +43,44 @@ CHECKPOINT_FORMAT = "etem_helpers.segmentation_checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 
 
+#: The checkpoint shipped with the package (``model="default"``).
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "default.pt"
+#: The documented command that trains the shipped model.
+TRAIN_DEFAULT_COMMAND = (
+    "etem train --config etem_helpers/models/default_config.json "
+    "--out etem_helpers/models/default.pt"
+)
+
+
 class CheckpointError(Exception):
     """A segmentation checkpoint is missing, corrupt or incompatible with this package."""
+
+
+def model_file(model, *, default_path: Path = DEFAULT_MODEL_PATH) -> Path:
+    """The checkpoint file a ``model`` argument names: "default" (the shipped one) or a path.
+
+    Raises
+    ------
+    CheckpointError
+        "default" and the shipped checkpoint is not installed (the message says how to train it).
+    TypeError
+        Neither "default" nor a path.
+    """
+    if isinstance(model, str) and model == "default":
+        if not Path(default_path).is_file():
+            raise CheckpointError(
+                f"The default segmentation model {default_path} is not installed. Train "
+                f"it with `{TRAIN_DEFAULT_COMMAND}` (from the repository root), or pass "
+                "model=<path to a .pt checkpoint written by "
+                "etem_helpers.segmentation.save_checkpoint>."
+            )
+        return Path(default_path)
+    if isinstance(model, str | os.PathLike):
+        return Path(model)
+    raise TypeError(
+        f"model must be 'default', a checkpoint path or a (network, ModelCard) tuple; got "
+        f"{type(model).__name__}."
+    )
 
 
 def _plain(value: Any, name: str) -> Any:

@@ -24,7 +24,7 @@ from etem_helpers.datasets.annotated import pair_files, write_annotated_dataset
 from etem_helpers.datasets.folders import read_manifest
 from etem_helpers.datasets.splits import split_by_micrograph
 from etem_helpers.device import get_device, seed_everything
-from etem_helpers.segmentation.checkpoint import load_checkpoint, save_checkpoint
+from etem_helpers.segmentation.checkpoint import load_checkpoint, model_file, save_checkpoint
 from etem_helpers.segmentation.data import SegmentationDataset
 from etem_helpers.segmentation.train import train_segmentation, tune_on_validation
 
@@ -127,8 +127,6 @@ def finetune(images_dir: str | os.PathLike, masks_dir: str | os.PathLike,
         The report: images, split, validation instance F1 and Dice before and after, the chosen
         post-processing, seconds.
     """
-    from etem_helpers.pipeline.analyzer import _model_path
-
     settings = settings or FinetuneSettings()
     out_path = Path(out_path)
     report_md = out_path.with_name(out_path.stem + "_report.md")
@@ -137,7 +135,7 @@ def finetune(images_dir: str | os.PathLike, masks_dir: str | os.PathLike,
     if existing and not overwrite:
         raise FileExistsError(f"{existing[0]} exists; pass overwrite=True to replace it.")
     pairs = pair_files(images_dir, masks_dir)
-    base_path = _model_path(base_model)
+    base_path = model_file(base_model)
     torch_device = get_device(device)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="etem-finetune-") as tmp:
