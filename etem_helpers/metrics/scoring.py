@@ -67,6 +67,7 @@ def score_image(
     iou_threshold: float = 0.5,
     visible_ids: Sequence[int] | None = None,
     true_snr: Mapping[int, float] | None = None,
+    true_table: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Pixel counts, instance counts and matched size/shape errors of one image.
 
@@ -84,6 +85,9 @@ def score_image(
         :func:`~etem_helpers.metrics.visible_instance_scores`).
     true_snr : mapping of int to float, optional
         Rose SNR of each true particle; adds ``snr_found``: ``(snr, matched)`` per particle.
+    true_table : pandas.DataFrame, optional
+        ``measure_particles(true_labels, pixel_size_nm)``, if already computed (several methods
+        scored on one image).
 
     Returns
     -------
@@ -111,8 +115,10 @@ def score_image(
         "errors": pd.DataFrame(),
     }
     if pixel_size_nm is not None:
+        if true_table is None:
+            true_table = measure_particles(true_labels, pixel_size_nm)
         record["errors"] = matched_errors(measure_particles(pred_labels, pixel_size_nm),
-                                          measure_particles(true_labels, pixel_size_nm), match)
+                                          true_table, match)
     if visible_ids is not None:
         scores = visible_instance_scores(pred_labels, true_labels, visible_ids, match=match)
         record.update(vis_tp=scores["tp"], vis_fp=scores["fp"], vis_fn=scores["fn"],
@@ -262,13 +268,14 @@ def evaluate(
         visible_ids = true_snr = None
         if visibility:
             visible_ids, true_snr = visibility_of(image, true_labels)
+        true_table = measure_particles(true_labels, pixel_size_nm)  # once per image
         for method, function in methods.items():
             started = time.perf_counter()
             labels = function(image, pixel_size_nm)
             seconds = time.perf_counter() - started
             record = score_image(labels, true_labels, pixel_size_nm=pixel_size_nm,
                                  iou_threshold=iou_threshold, visible_ids=visible_ids,
-                                 true_snr=true_snr)
+                                 true_snr=true_snr, true_table=true_table)
             record.update(name=name, seconds=seconds)
             result.records[method].append(record)
     return result

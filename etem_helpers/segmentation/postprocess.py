@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 
 from etem_helpers.measure import uses_blocks
-from etem_helpers.metrics.matching import detection_scores
-from etem_helpers.metrics.scoring import score_image
+from etem_helpers.metrics.matching import detection_scores, instance_scores
 from etem_helpers.segmentation.instances import (
     filter_instances,
     split_instances,
@@ -169,12 +168,12 @@ def score_postprocess(
     settings = postprocess_settings(None, **settings)
     split_key = tuple(settings[k] for k in _SPLIT_KEYS)
     cache = {} if _split_cache is None else _split_cache
-    records = []
+    counts = {"tp": 0, "fp": 0, "fn": 0}
     for index, (prob, truth) in enumerate(zip(probabilities, true_labels, strict=True)):
         if (index, split_key) not in cache:
             cache[index, split_key] = _split(prob[0], prob[1], settings)
-        records.append(score_image(_filter(cache[index, split_key], prob[0], settings), truth))
-    counts = {k: sum(r[k] for r in records) for k in ("tp", "fp", "fn")}
+        scores = instance_scores(_filter(cache[index, split_key], prob[0], settings), truth)
+        counts = {k: counts[k] + scores[k] for k in counts}
     return {**counts, **detection_scores(**counts)}
 
 
