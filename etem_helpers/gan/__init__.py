@@ -14,3 +14,35 @@ Modules:
 
 Nothing runs at import.
 """
+
+from etem_helpers.gan.conditioning import BASE_CHANNELS, condition_planes, contact_boundaries
+from etem_helpers.gan.data import PairedCrops, TrainingImage, training_images
+from etem_helpers.gan.model import build_discriminator, build_generator
+from etem_helpers.gan.synthesis import MaskRequest, draw_masks, generate, render
+from etem_helpers.gan.train import (
+    GanCard,
+    load_generator,
+    run_gan_training,
+    save_generator,
+    train_gan,
+)
+
+__all__ = [
+    "BASE_CHANNELS",
+    "GanCard",
+    "MaskRequest",
+    "PairedCrops",
+    "TrainingImage",
+    "build_discriminator",
+    "build_generator",
+    "condition_planes",
+    "contact_boundaries",
+    "draw_masks",
+    "generate",
+    "load_generator",
+    "render",
+    "run_gan_training",
+    "save_generator",
+    "train_gan",
+    "training_images",
+]

@@ -29,7 +29,8 @@ from .micrograph import simulate_micrograph
 from .params import REGIMES, SimulationParams, sample_params
 
 __all__ = [
-    "SIMULATOR_REVISION", "generate_dataset", "load_manifest", "load_sample", "image_params",
+    "SIMULATOR_REVISION", "check_out_dir", "generate_dataset", "load_manifest", "load_sample",
+    "image_params", "write_labels",
 ]
 
 #: Revision of the simulator's output. It is raised whenever the images or labels drawn for
@@ -100,7 +101,18 @@ def _flat_params(params: SimulationParams) -> dict:
     return out
 
 
-def _write_labels(path: Path, labels: np.ndarray, pixel_size_nm: float) -> None:
+def write_labels(path: Path, labels: np.ndarray, pixel_size_nm: float) -> None:
+    """Write an instance label map as a calibrated uint16 ImageJ TIFF (the dataset format).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        ``labels/<id>.tif`` of a dataset folder.
+    labels : numpy.ndarray
+        Integer label map, 0 = background, at most 65535 particles.
+    pixel_size_nm : float
+        Its pixel size, stored as the TIFF resolution in nm.
+    """
     import tifffile
 
     if labels.max(initial=0) > np.iinfo(np.uint16).max:
@@ -130,7 +142,7 @@ def _make_one(task: tuple) -> tuple[dict, pd.DataFrame]:
                                     "dose_e_per_a2", "seed")}
     write_micrograph(out_dir / image_rel, sim.image, this_params.pixel_size_nm,
                      overwrite=True, metadata=compact)
-    _write_labels(out_dir / labels_rel, sim.labels, this_params.pixel_size_nm)
+    write_labels(out_dir / labels_rel, sim.labels, this_params.pixel_size_nm)
     row = {
         "micrograph_id": mid,
         "image_path": image_rel,
@@ -157,10 +169,10 @@ def _make_one(task: tuple) -> tuple[dict, pd.DataFrame]:
 GENERATOR_TAG = "etem_helpers.simulate.generate_dataset"
 
 
-def _own_files(out_dir: Path) -> list[Path]:
-    """The files a previous :func:`generate_dataset` wrote in ``out_dir`` (per its records).
+def _own_files(out_dir: Path, generator_tag: str = GENERATOR_TAG) -> list[Path]:
+    """The files a previous dataset writer wrote in ``out_dir`` (per its records).
 
-    Raises ``FileExistsError`` unless ``out_dir/dataset.json`` carries :data:`GENERATOR_TAG`.
+    Raises ``FileExistsError`` unless ``out_dir/dataset.json`` carries ``generator_tag``.
     """
     refuse = (
         f"{out_dir} is not empty and holds no dataset written by etem_helpers ({{why}}); "
@@ -172,8 +184,8 @@ def _own_files(out_dir: Path) -> list[Path]:
         raise FileExistsError(refuse.format(why="no dataset.json")) from None
     except (OSError, ValueError) as error:
         raise FileExistsError(refuse.format(why=f"dataset.json is unreadable: {error}")) from None
-    if not isinstance(info, dict) or info.get("generator") != GENERATOR_TAG:
-        raise FileExistsError(refuse.format(why=f"dataset.json lacks generator={GENERATOR_TAG!r}"))
+    if not isinstance(info, dict) or info.get("generator") != generator_tag:
+        raise FileExistsError(refuse.format(why=f"dataset.json lacks generator={generator_tag!r}"))
     files = [out_dir / name for name in _FILES]
     manifest_path = out_dir / "manifest.csv"
     if manifest_path.is_file():
@@ -191,8 +203,19 @@ def _own_files(out_dir: Path) -> list[Path]:
     return files
 
 
-def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Refuse a non-empty ``out_dir``, or with ``overwrite`` remove only the dataset's own files."""
+def check_out_dir(out_dir: Path, overwrite: bool, *, generator_tag: str = GENERATOR_TAG) -> None:
+    """Refuse a non-empty ``out_dir``, or with ``overwrite`` remove only the dataset's own files.
+
+    Parameters
+    ----------
+    out_dir : pathlib.Path
+        Dataset folder about to be written.
+    overwrite : bool
+        Remove the files of a dataset that the writer ``generator_tag`` made there before.
+    generator_tag : str
+        The ``generator`` of ``dataset.json`` that marks a folder as this writer's own (the
+        simulator's :data:`GENERATOR_TAG` by default; the GAN's writer passes its own).
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"out_dir {out_dir} exists and is not a directory.")
     if not (out_dir.is_dir() and any(out_dir.iterdir())):
@@ -202,7 +225,7 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
             f"Dataset directory {out_dir} exists and is not empty; pass overwrite=True to "
             "replace the dataset in it, or choose another directory."
         )
-    for path in _own_files(out_dir):
+    for path in _own_files(out_dir, generator_tag):
         path.unlink(missing_ok=True)
     for name in _DIRS:
         folder = out_dir / name
@@ -281,7 +304,7 @@ def generate_dataset(
     ):
         raise ValueError(f"image_size_px must be an integer in [64, 4096], got {image_size_px!r}.")
     out_dir = as_path(out_dir, argument="out_dir")
-    _check_out_dir(out_dir, overwrite)
+    check_out_dir(out_dir, overwrite)
     for name in _DIRS:
         (out_dir / name).mkdir(parents=True, exist_ok=True)
 
