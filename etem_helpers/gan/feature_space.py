@@ -166,8 +166,11 @@ def random_crops(images, *, crop_px: int = 64, n_per_image: int = 64, seed: int 
 def build_feature_encoder(*, channels: Sequence[int] = _DEFAULT_CHANNELS):
     """The small CNN encoder: conv blocks that halve the size, then a global average pool.
 
-    Each block is conv 3x3 -> GroupNorm -> ReLU -> conv 3x3 stride 2 -> GroupNorm -> ReLU.
-    GroupNorm (not BatchNorm) so that features do not depend on the batch or train/eval mode.
+    Each block is conv 3x3 -> BatchNorm -> ReLU -> conv 3x3 stride 2 -> BatchNorm -> ReLU.
+    BatchNorm, not GroupNorm or InstanceNorm: those normalise each crop on its own and so
+    erase the amplitude of the fine-scale responses, i.e. how sharp or noisy the crop is. In
+    eval mode (:func:`encode`) BatchNorm uses its running statistics, so a crop's features do
+    not depend on the other crops of the batch.
 
     Parameters
     ----------
@@ -186,16 +189,13 @@ def build_feature_encoder(*, channels: Sequence[int] = _DEFAULT_CHANNELS):
     if not channels:
         raise ValueError("channels is empty; pass e.g. (16, 32, 64, 64).")
 
-    def norm(c: int):
-        return nn.GroupNorm(math.gcd(c, 8), c)
-
     class FeatureEncoder(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             layers, previous = [], 1
             for c in channels:
-                layers += [nn.Conv2d(previous, c, 3, padding=1), norm(c), nn.ReLU(inplace=True),
-                           nn.Conv2d(c, c, 3, stride=2, padding=1), norm(c),
+                layers += [nn.Conv2d(previous, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                           nn.Conv2d(c, c, 3, stride=2, padding=1), nn.BatchNorm2d(c),
                            nn.ReLU(inplace=True)]
                 previous = c
             self.body = nn.Sequential(*layers)
@@ -242,6 +242,26 @@ def _nt_xent(z1, z2, temperature: float):
     logits.fill_diagonal_(float("-inf"))
     targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
     return F.cross_entropy(logits, targets)
+
+
+def _recompute_batchnorm(encoder, crops: np.ndarray, batch_size: int) -> None:
+    """Set the BatchNorm running statistics to their average over all crops (whole crops).
+
+    The running averages of a short training lag behind the weights; this pass makes the
+    eval-mode features those of the final weights, on crops the size they will be encoded at.
+    """
+    import torch
+
+    norms = [m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for module in norms:
+        module.reset_running_stats()
+        module.momentum = None  # cumulative average over the batches below
+    encoder.train()
+    with torch.no_grad():
+        for start in range(0, crops.shape[0], batch_size):
+            encoder(torch.from_numpy(crops[start:start + batch_size]).unsqueeze(1))
+    for module in norms:
+        module.momentum = 0.1
 
 
 def train_feature_encoder(crops, *, epochs: int = 20, seed: int = 0, batch_size: int = 128,
@@ -329,6 +349,7 @@ def train_feature_encoder(crops, *, epochs: int = 20, seed: int = 0, batch_size:
             if progress:
                 print(f"feature encoder epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}",
                       flush=True)
+        _recompute_batchnorm(encoder, crops, batch_size)
     encoder.eval()
     encoder.info = {
         "objective": "simclr_geometric_views",
