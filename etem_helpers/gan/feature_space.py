@@ -623,7 +623,9 @@ def bootstrap_interval(statistic: Callable, feat_a, feat_b, *, n_boot: int = 200
     recomputes the statistic. Crops of one image are not independent; pass ``groups_a`` /
     ``groups_b`` (the image index of each row, from ``random_crops(...,
     return_image_index=True)``) to resample whole images instead (wider, more honest intervals,
-    but only meaningful with about 10 or more images per set).
+    but only meaningful with about 10 or more images per set). Resampled sets repeat rows,
+    which shrinks their spread: for the Frechet distance the replicates are biased upwards, and
+    for nearly identical sets the interval can lie above the value itself.
 
     Parameters
     ----------
