@@ -174,7 +174,8 @@ def main() -> None:
     start = time.perf_counter()
     if args.encoder:
         encoder = load_feature_encoder(args.encoder)
-        print(f"loaded encoder {args.encoder}: {encoder.info}")
+        shown = {k: v for k, v in encoder.info.items() if k != "loss_per_epoch"}
+        print(f"loaded encoder {args.encoder}: {shown}")
     else:
         train_crops = random_crops(cal_images, crop_px=args.crop_px,
                                    n_per_image=args.train_crops_per_image, seed=args.seed)

@@ -211,6 +211,13 @@ def test_compare_in_feature_space_rows_and_floor(small_encoder):
             "auc_high", "n_crops"} <= set(frame.columns)
     floor_row, blur_row = frame.iloc[0], frame.iloc[1]
     assert blur_row.fd > floor_row.fd and blur_row.auc > floor_row.auc
+    groups = {name: np.repeat(np.arange(3), 20) for name in ("reference", "real floor",
+                                                             "blurred")}
+    grouped = compare_in_feature_space(encoder, reference, {"blurred": blurred},
+                                       floor_crops=floor, n_boot=20, kid_subsets=3,
+                                       kid_subset_size=40, kid_boot=5, groups=groups)
+    assert grouped["fd"].tolist() == frame["fd"].tolist()  # same values, other intervals
+    assert grouped.iloc[1].fd_high - grouped.iloc[1].fd_low != blur_row.fd_high - blur_row.fd_low
     with pytest.raises(ValueError, match="real floor"):
         compare_in_feature_space(encoder, reference, {"real floor": blurred}, floor_crops=floor)
     with pytest.raises(ValueError, match="groups"):

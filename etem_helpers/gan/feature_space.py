@@ -755,7 +755,8 @@ def classifier_auc(feat_a, feat_b, *, seed: int = 0, n_folds: int = 5, n_boot: i
 def compare_in_feature_space(encoder, reference_crops, candidate_sets: Mapping, *, floor_crops,
                              seed: int = 0, n_boot: int = 200, confidence: float = 0.95,
                              kid_subsets: int = 20, kid_subset_size: int = 500,
-                             kid_boot: int | None = 50, groups: Mapping | None = None):
+                             kid_boot: int | None = 50, n_folds: int = 5,
+                             groups: Mapping | None = None):
     """Frechet distance, kernel distance and classifier AUC of crop sets against a reference.
 
     Parameters
@@ -780,6 +781,9 @@ def compare_in_feature_space(encoder, reference_crops, candidate_sets: Mapping, 
     kid_boot : int or None
         Bootstrap replicates of KID (its cost is ``kid_boot * kid_subsets`` kernel evaluations;
         None or 0: no KID interval, NaN bounds).
+    n_folds : int
+        Classifier cross-validation folds (with ``groups``: at most the number of images of
+        the smaller set).
     groups : mapping of str to array_like, optional
         Image index of each crop, keyed ``"reference"``, ``"real floor"`` and the candidate
         names, for image-level bootstraps and grouped folds (all or none).
@@ -821,7 +825,13 @@ def compare_in_feature_space(encoder, reference_crops, candidate_sets: Mapping, 
                                     groups_b=g_set)
         else:
             kd = (kid(reference, features), math.nan, math.nan)
-        auc = classifier_auc(reference, features, seed=seed, n_boot=n_boot,
+        folds = n_folds
+        if groups is not None:  # at most one fold per image of the smaller set
+            folds = min(n_folds, len(np.unique(g_ref)), len(np.unique(g_set)))
+            if folds < 2:
+                raise ValueError(f"groups: set {name!r} or the reference has a single image; "
+                                 "image-level folds need >= 2 images per set (or no groups).")
+        auc = classifier_auc(reference, features, seed=seed, n_folds=folds, n_boot=n_boot,
                              confidence=confidence, groups_a=g_ref, groups_b=g_set)
         rows.append({"set": name, "n_crops": int(features.shape[0]),
                      "fd": fd[0], "fd_low": fd[1], "fd_high": fd[2],
