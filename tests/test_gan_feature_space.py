@@ -98,6 +98,20 @@ def test_kernel_distance_same_vs_shifted():
         a, same, n_subsets=3, subset_size=50, seed=1)
 
 
+def test_kernel_distance_matches_explicit_unbiased_mmd():
+    a, b = _gauss(30, 4, seed=1), _gauss(25, 4, 0.3, seed=2)
+    a, b = a[:25], b  # whole sets as the one subset: the estimate is exact, no randomness
+
+    def k(x, y):
+        return (x @ y / 4 + 1.0) ** 3
+
+    m = 25
+    xx = sum(k(a[i], a[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(b[i], b[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(a[i], b[j]) for i in range(m) for j in range(m)) / m**2
+    assert kernel_distance(a, b, n_subsets=1, subset_size=m) == pytest.approx(xx + yy - 2 * xy)
+
+
 def test_classifier_auc_chance_and_separable():
     auc, low, high = classifier_auc(_gauss(300, 4, seed=1), _gauss(300, 4, seed=2), n_boot=50)
     assert 0.4 < auc < 0.6 and low <= auc <= high
@@ -158,7 +172,12 @@ def test_encoder_training_is_deterministic_and_round_trips(small_encoder, tmp_pa
     encoder, crops = small_encoder
     features = encode(encoder, crops, batch_size=16)
     assert features.shape == (crops.shape[0], 64) and features.dtype == np.float64
+    import torch
+
+    torch.manual_seed(99)  # the global torch RNG must not matter, nor be changed
+    state = torch.random.get_rng_state()
     again = train_feature_encoder(crops, epochs=2, seed=3, batch_size=32)
+    assert torch.equal(torch.random.get_rng_state(), state)
     np.testing.assert_array_equal(encode(again, crops), features)
     other = train_feature_encoder(crops, epochs=2, seed=4, batch_size=32)
     assert not np.allclose(encode(other, crops), features)
