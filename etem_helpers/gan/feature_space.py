@@ -313,8 +313,9 @@ def train_feature_encoder(crops, *, epochs: int = 20, seed: int = 0, batch_size:
     * Rotations and flips have no preferred direction in a micrograph, and invariance to them
       keeps the features about texture and shape rather than orientation.
 
-    A denoising autoencoder was the alternative; its loss is dominated by low frequencies and
-    its pooled features are less sensitive to the noise grain and edge blur.
+    A denoising autoencoder is the obvious alternative (not tried here): its pixel loss is
+    dominated by low spatial frequencies, and it is trained to remove the noise grain that this
+    measure must see.
 
     Parameters
     ----------
