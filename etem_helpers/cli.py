@@ -1,4 +1,4 @@
-"""The ``etem`` command (``python -m etem_helpers``): simulate | train | finetune | analyze | compare | course.
+"""The ``etem`` command (``python -m etem_helpers``): simulate | train | finetune | analyze | compare | gan | course.
 
 Each sub-command is the command-line face of one package function; ``etem <command> --help``
 lists its options. A user error (a missing file, a bad value, an output that exists) ends the
@@ -23,6 +23,7 @@ COMMANDS = {
     "analyze": "find and measure the particles of micrograph files (CSV + overlay PNG each)",
     "finetune": "adapt the segmentation model to a few of your own annotated micrographs",
     "compare": "compare methods against reference outlines: tables, figures and a summary",
+    "gan": "train the mask-conditioned GAN, or draw a dataset of chosen particle sizes and shapes",
     "course": "run, strip or check the course notebooks",
 }
 
@@ -143,6 +144,8 @@ def _command(name: str) -> Callable[[Sequence[str] | None], int]:
         from etem_helpers.segmentation.finetune import main
     elif name == "compare":
         from etem_helpers.stats.cli import compare_command as main
+    elif name == "gan":
+        from etem_helpers.gan.cli import gan_command as main
     elif name == "course":
         from etem_helpers.course import main
     else:

@@ -185,3 +185,79 @@ def test_draw_masks_follows_the_request():
         draw_masks(1, MaskRequest(kinds=("cube",)))
     with pytest.raises(ValueError, match="n_images"):
         draw_masks(0)
+
+
+def test_combine_datasets_copies_and_prefixes(tmp_path):
+    from etem_helpers.datasets.combine import combine_datasets
+    from etem_helpers.simulate import generate_dataset
+
+    a = generate_dataset(2, tmp_path / "a", image_size_px=64, progress=False, regime="lowmag")
+    b = generate_dataset(1, tmp_path / "b", image_size_px=64, progress=False, regime="lowmag",
+                         seed=5)
+    both = combine_datasets({"sim": a, "other": b}, tmp_path / "both")
+    ids = [s[0] for s in iter_samples(both)]
+    assert ids == ["sim_sim_00000", "sim_sim_00001", "other_sim_00000"]
+    originals = {mid: labels for mid, _, labels, _ in iter_samples(a)}
+    for mid, _, labels, _ in iter_samples(both):
+        if mid.startswith("sim_"):
+            np.testing.assert_array_equal(labels, originals[mid[4:]])
+    particles = read_particles(both)
+    assert set(particles["source"]) == {"sim", "other"}
+    assert (a / "manifest.csv").is_file()  # sources untouched
+    with pytest.raises(FileExistsError):
+        combine_datasets({"sim": a}, tmp_path / "both")
+    with pytest.raises(ValueError, match="source name"):
+        combine_datasets({"a/b": a}, tmp_path / "other")
+
+
+def test_conditioning_fidelity_scores_a_perfect_and_a_blind_segmenter():
+    from etem_helpers.gan.judge import conditioning_fidelity
+
+    generator = build_generator("light", in_channels=4, seed=0).eval()
+    request = MaskRequest(diameter_range_nm=(8.0, 12.0), n_particles=4, touching_fraction=0.0)
+    masks = {}
+
+    def oracle(image, px):  # returns the mask the image was drawn from
+        return masks[image.tobytes()]
+
+    import etem_helpers.gan.judge as judge
+
+    original = judge.render
+
+    def remember(generator, labels, px, **kw):
+        image = original(generator, labels, px, **kw)
+        masks[image.tobytes()] = labels
+        return image
+
+    judge.render = remember
+    try:
+        perfect = conditioning_fidelity(generator, oracle, pixel_size_nm=0.5, n_images=2,
+                                        request=request, image_size_px=64)
+        blind = conditioning_fidelity(generator, lambda im, px: np.zeros(im.shape, np.int32),
+                                      pixel_size_nm=0.5, n_images=2, request=request,
+                                      image_size_px=64)
+    finally:
+        judge.render = original
+    assert perfect["pixel_dice"] == 1.0 and perfect["f1"] == 1.0
+    assert perfect["diameter_error"] == 0.0 and perfect["median_area_ratio"] == 1.0
+    assert blind["f1"] == 0.0 and blind["pixel_dice"] == 0.0
+    assert len(perfect["images"]) == len(perfect["masks"]) == 2
+
+
+def test_etem_gan_command(tmp_path, capsys):
+    from etem_helpers.cli import main
+
+    images = training_images([_annotated(0)])
+    out = tmp_path / "g.pt"
+    run_gan_training(images, {"crop_px": 32, "crops_per_epoch": 4, "batch_size": 4, "epochs": 1,
+                              "device": "cpu"}, out, progress=False)
+    assert main(["gan", "generate", "--generator", str(out), "--out", str(tmp_path / "d"),
+                 "--n-images", "1", "--image-size-px", "64", "--diameter-range-nm", "4", "8",
+                 "--kinds", "round", "rod"]) == 0
+    assert len(list(iter_samples(tmp_path / "d"))) == 1
+    assert main(["gan", "generate", "--generator", str(out), "--out", str(tmp_path / "d"),
+                 "--n-images", "1", "--image-size-px", "64"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["gan", "generate", "--generator", str(tmp_path / "none.pt"), "--out",
+                 str(tmp_path / "e"), "--n-images", "1"]) == 2
+    assert not (tmp_path / "e").exists()

@@ -173,6 +173,22 @@ def _check_03(results):
         assert Path(path).is_file(), path
 
 
+def _check_02(results):
+    history = results["history"]
+    assert history["epoch"] and history["epoch"] == list(range(1, len(history["epoch"]) + 1))
+    for key in ("loss_d", "loss_g_adv", "loss_g_l1"):
+        assert history[key] and all(math.isfinite(v) and v >= 0 for v in history[key]), key
+    rows = {row["set"]: row for row in results["realism"]}
+    assert {"real floor", "simulator", "GAN"} <= set(rows)
+    for row in rows.values():
+        assert row["fd"] >= 0 and 0.0 <= row["auc"] <= 1.0, row
+    fidelity = results["fidelity"]
+    assert 0.0 <= fidelity["pixel_dice"] <= 1.0 and 0.0 <= fidelity["f1"] <= 1.0
+    assert {"conditioning", "training", "real_vs_gan", "fidelity", "sweep"} <= set(results["figures"])
+    if SHARED_REAL.is_dir():  # prepared: the notebook must have used the real images
+        assert results["real_available"]
+
+
 def _check_04(results):
     history = results["history"]
     assert results["epochs_run"] == len(history["epoch"]) == min(results["profile"]["epochs"], 10)
@@ -287,10 +303,10 @@ def _check_postprocess_choice(tuned, checkpoint):
 
 
 # One check per notebook number: a notebook without a check fails, so none runs unchecked.
-CHECKS = {"00": _check_00, "01": _check_01, "03": _check_03, "04": _check_04, "05": _check_05,
+CHECKS = {"00": _check_00, "01": _check_01, "02": _check_02, "03": _check_03, "04": _check_04, "05": _check_05,
           "06": _check_06}
 # Optional preparation per notebook number, called with the data_dir before it runs.
-PREPARE = {"01": _prepare_01, "03": _prepare_01, "06": _prepare_01}
+PREPARE = {"01": _prepare_01, "02": _prepare_01, "03": _prepare_01, "06": _prepare_01}
 
 
 @pytest.mark.notebook

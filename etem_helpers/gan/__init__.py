@@ -20,6 +20,7 @@ from etem_helpers.gan.data import PairedCrops, TrainingImage, training_images
 from etem_helpers.gan.model import build_discriminator, build_generator
 from etem_helpers.gan.synthesis import MaskRequest, draw_masks, generate, render
 from etem_helpers.gan.train import (
+    DEFAULT_GENERATOR_PATH,
     GanCard,
     load_generator,
     run_gan_training,
@@ -29,6 +30,7 @@ from etem_helpers.gan.train import (
 
 __all__ = [
     "BASE_CHANNELS",
+    "DEFAULT_GENERATOR_PATH",
     "GanCard",
     "MaskRequest",
     "PairedCrops",

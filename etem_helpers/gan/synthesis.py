@@ -186,7 +186,8 @@ def generate(
     Parameters
     ----------
     generator_path : str or path-like
-        A generator file (:func:`etem_helpers.gan.save_generator`).
+        A generator file (:func:`etem_helpers.gan.save_generator`), or "default" for the
+        shipped ``light`` generator.
     out_dir : str or path-like
         Dataset folder to write (the layout of :func:`etem_helpers.simulate.generate_dataset`).
     n_images : int

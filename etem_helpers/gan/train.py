@@ -11,8 +11,10 @@ term alone could ignore the mask. Together: a faithful layout with real-looking 
 
 From a shell (the shipped ``light`` generator; its report lies beside it)::
 
-    python -m etem_helpers.gan.train --real-dir ../shared/real/msa-em-sintering \\
+    etem gan train --real-dir ../shared/real/msa-em-sintering \\
         --config etem_helpers/models/gan_light_config.json --out etem_helpers/models/gan_light.pt
+
+(``python -m etem_helpers.gan.train`` takes the same options.)
 
 Nothing runs at import.
 """
@@ -37,6 +39,8 @@ from etem_helpers.io import replace_atomically
 
 __all__ = [
     "DEFAULT_GAN_CONFIG",
+    "DEFAULT_GENERATOR_PATH",
+    "TRAIN_GENERATOR_COMMAND",
     "GAN_FORMAT",
     "GanCard",
     "load_generator",
@@ -44,6 +48,14 @@ __all__ = [
     "save_generator",
     "train_gan",
 ]
+
+#: The ``light`` generator shipped with the package (trained on the real calibration images).
+DEFAULT_GENERATOR_PATH = Path(__file__).resolve().parents[1] / "models" / "gan_light.pt"
+#: The command that reproduces it.
+TRAIN_GENERATOR_COMMAND = (
+    "etem gan train --real-dir ../shared/real/msa-em-sintering "
+    "--config etem_helpers/models/gan_light_config.json --out etem_helpers/models/gan_light.pt"
+)
 
 #: Identifies files written by :func:`save_generator`.
 GAN_FORMAT = "etem_helpers.gan_generator"
@@ -240,8 +252,10 @@ def save_generator(path, generator, card: GanCard, *, overwrite: bool = False,
     return path
 
 
-def load_generator(path, *, device="cpu"):
+def load_generator(path="default", *, device="cpu"):
     """Load a generator saved by :func:`save_generator` (no code is executed).
+
+    ``path="default"`` loads the shipped ``light`` generator (:data:`DEFAULT_GENERATOR_PATH`).
 
     Returns
     -------
@@ -251,10 +265,10 @@ def load_generator(path, *, device="cpu"):
     """
     import torch
 
-    path = Path(path)
+    path = DEFAULT_GENERATOR_PATH if isinstance(path, str) and path == "default" else Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"GAN generator {path} not found; train one with `python -m etem_helpers.gan.train` "
+            f"GAN generator {path} not found; train one with `etem gan train` "
             "or pass the path of a file written by etem_helpers.gan.save_generator."
         )
     payload = torch.load(path, map_location="cpu", weights_only=True)
