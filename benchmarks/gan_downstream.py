@@ -113,7 +113,15 @@ def main() -> None:
     parser.add_argument("--pixel-size-nm", type=float, default=0.5,
                         help="nominal pixel size of the real sample (unknown; nm/px)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--combine", type=Path, nargs="+", default=None,
+                        help="only merge the runs of earlier --json reports (e.g. seeds run in "
+                             "parallel processes) and print the summary and decision")
     args = parser.parse_args()
+    if args.combine:
+        reports = [json.loads(path.read_text()) for path in args.combine]
+        runs = [run for report in reports for run in report["runs"]]
+        report_summary(runs, reports[0].get("arguments", {}), args.json, started=time.perf_counter())
+        return
 
     from etem_helpers.datasets import real
     from etem_helpers.gan.judge import downstream_config, score_on_real
@@ -152,6 +160,12 @@ def main() -> None:
                   f"P {scores['precision']:.3f}  R {scores['recall']:.3f}  "
                   f"fg ratio {scores['foreground_ratio']:.2f}  "
                   f"area ratio {scores['median_area_ratio']:.2f}  ({train_s:.0f} s)", flush=True)
+    report_summary(runs, {k: str(v) for k, v in vars(args).items()}, args.json, started=started)
+
+
+def report_summary(runs: list[dict], arguments: dict, json_path: Path | None, *,
+                   started: float) -> None:
+    """Print the table and the decision; write the JSON report when asked."""
     summary = summarise(runs)
     print("\n| condition | seeds | real Dice mean [min, max] | real F1 mean [min, max] | "
           "foreground ratio | median area ratio |")
@@ -165,9 +179,9 @@ def main() -> None:
     verdict = decide(summary)
     print(f"\nDecision: {verdict}")
     print(f"total {time.perf_counter() - started:.0f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"arguments": {k: str(v) for k, v in vars(args).items()},
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({"arguments": arguments,
                                          "request": {k: list(v) if isinstance(v, tuple) else v
                                                      for k, v in REQUEST.items()},
                                          "runs": runs, "summary": summary,

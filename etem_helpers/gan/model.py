@@ -1,7 +1,10 @@
 """Generator and discriminator of the mask-conditioned GAN (pix2pix, Isola et al. 2017).
 
 * **Generator**: a U-Net from the conditioning planes to one image channel in [-1, 1]
-  (``tanh``). Dropout in the decoder and the ``noise`` plane make its output stochastic.
+  (``tanh``). The ``light`` one adds a *texture branch*: the ``noise`` plane, filtered by two
+  learned 5 x 5 convolutions and scaled pixel by pixel by the decoder, joins the last layer, so
+  the grain of the support and the particles is drawn from fresh noise every time (a plain
+  U-Net tends to paint worm-like patterns instead; measured, see the model report).
 * **Discriminator**: a PatchGAN. It sees the conditioning planes *and* an image and scores
   every overlapping patch (about 30-70 px) as real or generated: it judges texture and edges
   locally, while the L1 term of the loss keeps the image as a whole faithful to the mask.
@@ -22,6 +25,8 @@ Nothing runs at import (torch is imported inside the functions).
 from __future__ import annotations
 
 from typing import Any
+
+from etem_helpers.gan.conditioning import BASE_CHANNELS
 
 __all__ = ["GAN_PRESETS", "build_discriminator", "build_generator", "count_parameters"]
 
@@ -44,7 +49,7 @@ def _check_channels(in_channels) -> int:
     return in_channels
 
 
-def _light_unet(in_channels: int, widths: tuple[int, ...]):
+def _light_unet(in_channels: int, widths: tuple[int, ...], noise_channel: int):
     import torch
     from torch import nn
 
@@ -74,9 +79,17 @@ def _light_unet(in_channels: int, widths: tuple[int, ...]):
                 self.up.append(block(c + w, w))
                 self.drop.append(nn.Dropout2d(0.5 if i < 2 else 0.0))
                 c = w
-            self.head = nn.Conv2d(c, 1, 1)
+            # texture branch: the noise plane, shaped by two 5x5 convolutions (a learned noise
+            # spectrum, correlation lengths up to ~9 px) and scaled per pixel by the decoder (so
+            # grain can differ between support and particles)
+            self.texture = nn.Sequential(nn.Conv2d(1, 8, 5, padding=2),
+                                         nn.LeakyReLU(0.2, inplace=True),
+                                         nn.Conv2d(8, 8, 5, padding=2))
+            self.amplitude = nn.Conv2d(c, 8, 1)
+            self.head = nn.Conv2d(c + 8, 1, 1)
 
         def forward(self, x):
+            noise = x[:, noise_channel:noise_channel + 1]
             skips = []
             for layer in self.down:
                 x = layer(x)
@@ -87,7 +100,8 @@ def _light_unet(in_channels: int, widths: tuple[int, ...]):
                 x = nn.functional.interpolate(x, size=skip.shape[-2:], mode="bilinear",
                                               align_corners=False)
                 x = drop(layer(torch.cat([x, skip], dim=1)))
-            return torch.tanh(self.head(x))
+            grain = self.texture(noise) * nn.functional.softplus(self.amplitude(x))
+            return torch.tanh(self.head(torch.cat([x, grain], dim=1)))
 
     return LightUNet()
 
@@ -118,7 +132,13 @@ def build_generator(preset: str = "light", *, in_channels: int, seed: int | None
     if seed is not None:
         torch.manual_seed(int(seed))
     if spec["generator"] == "unet":
-        return _light_unet(in_channels, spec["widths"])
+        noise_channel = BASE_CHANNELS.index("noise")
+        if in_channels <= noise_channel:
+            raise ValueError(
+                f"in_channels={in_channels}: the light generator needs the conditioning planes "
+                f"{list(BASE_CHANNELS)} (its texture branch reads the 'noise' plane)."
+            )
+        return _light_unet(in_channels, spec["widths"], noise_channel)
     import segmentation_models_pytorch as smp
 
     unet = smp.Unet(encoder_name="resnet50", encoder_weights=None, in_channels=in_channels,
