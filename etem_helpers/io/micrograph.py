@@ -26,6 +26,19 @@ Policies (documented choices)
   ``metadata["pixel_size_x_nm"]`` and ``metadata["pixel_size_y_nm"]``, and a warning is
   issued when they differ by more than 1 %.
 
+- TIFF calibration, in order: FEI/Thermo ``[Scan] PixelWidth`` (``"file:fei-metadata"``),
+  Zeiss SEM ``ap_image_pixel_size`` (``"file:zeiss-sem-metadata"``), then the vendor layouts
+  that RosettaSciIO's TIFF reader decodes, read through it only when their tags are present:
+  Gatan DigitalMicrograph private tags 65003/65004 + 65009/65010 (``"file:gatan-tiff-tags"``),
+  JEOL SightX XML (``"file:jeol-sightx-metadata"``), TVIPS (``"file:tvips-metadata"``),
+  Olympus SIS (``"file:olympus-sis-metadata"``), FEI FIB images without ``[Scan]`` (IRBeam
+  HFW, ``"file:fei-metadata"``) and Zeiss without ``ap_*pixel_size``; then ImageJ
+  (``"file:imagej"``) and the resolution tags (``"file:tiff-resolution"``). Velox/TIA TIFF
+  exports carry no calibration RosettaSciIO or tifffile decodes.
+- A TIFF compressed with a codec that tifffile decodes only with the optional ``imagecodecs``
+  package (LZW, JPEG, WebP, JPEG 2000, ...) raises :class:`MissingDependencyError` naming it
+  (``pip install imagecodecs``), not :class:`CorruptFileError`.
+
 EMD needs the optional dependency ``h5py`` (``pip install h5py``); DM3/DM4/SER are read with
 the pure-Python readers of RosettaSciIO.
 """
@@ -1063,7 +1076,8 @@ def read_micrograph(
     InvalidPixelSizeError
         ``pixel_size_nm`` is not a finite positive number.
     MissingDependencyError
-        An optional reader dependency (h5py for EMD) is missing.
+        An optional reader dependency is missing (h5py for EMD, imagecodecs for TIFF
+        compressions such as LZW or JPEG).
 
     Examples
     --------
