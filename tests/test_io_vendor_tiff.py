@@ -80,6 +80,18 @@ def test_gatan_x_scale_is_along_the_columns(tmp_path):
     assert meta["pixel_size_y_nm"] == pytest.approx(2.5, rel=REL)
 
 
+def test_gatan_units_stored_as_bytes(tmp_path):
+    """Units written as NUL-terminated latin-1 BYTE tags (tifffile returns them as bytes)."""
+    path = tmp_path / "dm_bytes.tif"
+    unit = "µm".encode("latin-1") + b"\x00"
+    tags = [(code, "B", len(unit), unit, False) for code in (65003, 65004)]
+    tags += [(code, "d", 1, 0.0021, False) for code in (65009, 65010)]
+    tifffile.imwrite(path, _image(17), extratags=tags, **PRINT_72_DPI)
+    _, pixel_size_nm, meta = read_micrograph(path)
+    assert pixel_size_nm == pytest.approx(2.1, rel=REL)
+    assert meta["pixel_size_source"] == "file:gatan-tiff-tags"
+
+
 def test_gatan_stack_with_time_axis(tmp_path):
     path = tmp_path / "dm_stack.tif"
     stack = _image(3, (3, *SHAPE))

@@ -751,6 +751,14 @@ _GATAN_UNIT_TAGS = (65003, 65004)
 _GATAN_SCALE_TAGS = (65009, 65010)
 
 
+def _decode_unit(unit: Any) -> Any:
+    """A unit string from a TIFF tag: bytes (latin-1, as DigitalMicrograph writes ``µ``) and
+    NUL padding removed."""
+    if isinstance(unit, bytes):
+        unit = unit.decode("latin-1")
+    return unit.strip("\x00 ") if isinstance(unit, str) else unit
+
+
 def _tiff_vendor(page: Any) -> str | None:
     """The vendor layout RosettaSciIO's TIFF reader takes the calibration from, in its order
     of precedence (FEI, Zeiss, TVIPS, Olympus SIS, JEOL SightX, then Gatan), or None."""
@@ -809,9 +817,10 @@ def _rsciio_tiff_calibration(
         if len(axes) != 2 or tuple(int(a.get("size", 0)) for a in axes) != image_shape:
             continue
         y_axis, x_axis = axes
+        x_unit, y_unit = (_decode_unit(axis.get("units")) for axis in (x_axis, y_axis))
         calibration = _calibration_from_scales(
-            x_axis.get("scale", 1.0), x_axis.get("units"), y_axis.get("scale", 1.0),
-            y_axis.get("units"), path=path, source=source,
+            x_axis.get("scale", 1.0), x_unit, y_axis.get("scale", 1.0), y_unit,
+            path=path, source=source,
         )
         if calibration.x_nm is not None or calibration.error is not None:
             return calibration
