@@ -46,6 +46,7 @@ the pure-Python readers of RosettaSciIO.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import numbers
 import os
@@ -800,7 +801,10 @@ def _rsciio_tiff_calibration(
                 "`pip install rosettasciio`, or pass pixel_size_nm=... (nm per pixel)."
             )
         )
+    logger = logging.getLogger("rsciio")
+    level = logger.level
     try:
+        logger.setLevel(logging.ERROR)  # its "could not determine pixel size" is reported here
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             signals = file_reader(str(path), lazy=False)
@@ -812,6 +816,8 @@ def _rsciio_tiff_calibration(
                 "pixel) to read_micrograph."
             )
         )
+    finally:
+        logger.setLevel(level)
     for signal in signals:
         axes = [a for a in signal.get("axes", []) if not a.get("navigate", False)]
         if len(axes) != 2 or tuple(int(a.get("size", 0)) for a in axes) != image_shape:
