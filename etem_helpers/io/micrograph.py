@@ -26,6 +26,19 @@ Policies (documented choices)
   ``metadata["pixel_size_x_nm"]`` and ``metadata["pixel_size_y_nm"]``, and a warning is
   issued when they differ by more than 1 %.
 
+- TIFF calibration, in order: FEI/Thermo ``[Scan] PixelWidth`` (``"file:fei-metadata"``),
+  Zeiss SEM ``ap_image_pixel_size`` (``"file:zeiss-sem-metadata"``), then the vendor layouts
+  that RosettaSciIO's TIFF reader decodes, read through it only when their tags are present:
+  Gatan DigitalMicrograph private tags 65003/65004 + 65009/65010 (``"file:gatan-tiff-tags"``),
+  JEOL SightX XML (``"file:jeol-sightx-metadata"``), TVIPS (``"file:tvips-metadata"``),
+  Olympus SIS (``"file:olympus-sis-metadata"``), FEI FIB images without ``[Scan]`` (IRBeam
+  HFW, ``"file:fei-metadata"``) and Zeiss without ``ap_*pixel_size``; then ImageJ
+  (``"file:imagej"``) and the resolution tags (``"file:tiff-resolution"``). Velox/TIA TIFF
+  exports carry no calibration RosettaSciIO or tifffile decodes.
+- A TIFF compressed with a codec that tifffile decodes only with the optional ``imagecodecs``
+  package (LZW, JPEG, WebP, JPEG 2000, ...) raises :class:`MissingDependencyError` naming it
+  (``pip install imagecodecs``), not :class:`CorruptFileError`.
+
 EMD needs the optional dependency ``h5py`` (``pip install h5py``); DM3/DM4/SER are read with
 the pure-Python readers of RosettaSciIO.
 """
@@ -33,6 +46,7 @@ the pure-Python readers of RosettaSciIO.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import numbers
 import os
@@ -635,9 +649,10 @@ def _read_tiff(path: Path) -> _RawRead:
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
+            page = tif.pages.first
+            _check_tiff_codecs(page, path=path)
             data = series.asarray()
             axes = series.axes
-            page = tif.pages.first
             tags = page.tags
             x_res = tags.valueof(282)
             y_res = tags.valueof(283)
@@ -645,12 +660,24 @@ def _read_tiff(path: Path) -> _RawRead:
             imagej = tif.imagej_metadata
             fei = tif.fei_metadata
             sem = tif.sem_metadata
+            vendor = _tiff_vendor(page)
+            image_shape = (int(page.imagelength), int(page.imagewidth))
+    except MicrographError:
+        raise
+    except ImportError as error:  # a codec whose fallback module is missing (e.g. ZSTD)
+        raise MissingDependencyError(
+            _missing_codec_message(path, f"a codec that needs the module {error.name!r}")
+        ) from error
     except (tifffile.TiffFileError, ValueError, OSError, EOFError, KeyError, IndexError) as error:
+        if "imagecodecs" in str(error):
+            raise MissingDependencyError(_missing_codec_message(path, str(error))) from error
         raise CorruptFileError(
             f"{_name(path)} could not be read as a TIFF file ({type(error).__name__}: {error}). "
             "The file may be truncated or not a TIFF; re-export or re-copy it."
         ) from error
     extras: dict[str, Any] = {"tiff_axes": axes}
+    if vendor is not None:
+        extras["tiff_vendor"] = vendor
     is_colour = "S" in axes and axes.endswith("S")
     if imagej:
         extras["imagej_metadata"] = {
@@ -669,9 +696,141 @@ def _read_tiff(path: Path) -> _RawRead:
         extras["voltage_kv"] = float(voltage) / 1000.0
     calibration = _tiff_calibration(
         path=path, x_res=x_res, y_res=y_res, res_unit=res_unit, imagej=imagej, fei=fei, sem=sem,
-        extras=extras,
+        extras=extras, vendor=vendor, image_shape=image_shape,
     )
     return _RawRead(data=data, calibration=calibration, extras=extras, is_colour=is_colour)
+
+
+def _missing_codec_message(path: Path, what: str) -> str:
+    return (
+        f"{_name(path)} is a compressed TIFF that cannot be decoded here: {what}. tifffile "
+        "decodes this compression only with the optional package 'imagecodecs', which is not "
+        "installed. Install it with `pip install imagecodecs` and read the file again (or "
+        "re-export the image uncompressed or with Deflate/zlib compression). The file itself "
+        "is probably fine."
+    )
+
+
+def _check_tiff_codecs(page: Any, *, path: Path) -> None:
+    """Raise :class:`MissingDependencyError` if the page's compression or predictor cannot be
+    decoded without a missing optional package (tifffile needs ``imagecodecs`` for LZW, JPEG,
+    WebP, JPEG 2000, ...), instead of letting the decoder fail like a corrupt file."""
+    import importlib.util
+
+    import tifffile
+
+    checks = (
+        ("compression", page.compression, tifffile.TIFF.DECOMPRESSORS),
+        ("predictor", page.predictor, tifffile.TIFF.UNPREDICTORS),
+    )
+    for kind, code, decoders in checks:
+        if code in decoders:
+            continue
+        name = getattr(code, "name", None) or str(code)
+        what = f"{kind} {name} (TIFF code {int(code)})"
+        if importlib.util.find_spec("imagecodecs") is None:
+            raise MissingDependencyError(_missing_codec_message(path, what))
+        raise CorruptFileError(
+            f"{_name(path)} uses the TIFF {what}, which neither tifffile nor imagecodecs can "
+            "decode. Re-export the image uncompressed (or with Deflate/zlib compression)."
+        )
+
+
+# TIFF layouts whose calibration RosettaSciIO's TIFF reader decodes: pixel_size_source and
+# the name used in messages. FEI and Zeiss are parsed here first (fast path); RosettaSciIO is
+# their fallback (FEI FIB images: IRBeam HFW / ResolutionX; Zeiss without ap_*pixel_size).
+_RSCIIO_TIFF_VENDORS = {
+    "fei": ("file:fei-metadata", "FEI/Thermo Fisher"),
+    "zeiss": ("file:zeiss-sem-metadata", "Zeiss SEM"),
+    "tvips": ("file:tvips-metadata", "TVIPS EM-MENU"),
+    "olympus-sis": ("file:olympus-sis-metadata", "Olympus SIS (iTEM/RADIUS)"),
+    "jeol-sightx": ("file:jeol-sightx-metadata", "JEOL SightX"),
+    "gatan": ("file:gatan-tiff-tags", "Gatan DigitalMicrograph"),
+}
+# Gatan's private tags as RosettaSciIO reads them: x/y units, then x/y scales.
+_GATAN_UNIT_TAGS = (65003, 65004)
+_GATAN_SCALE_TAGS = (65009, 65010)
+
+
+def _decode_unit(unit: Any) -> Any:
+    """A unit string from a TIFF tag: bytes (latin-1, as DigitalMicrograph writes ``µ``) and
+    NUL padding removed."""
+    if isinstance(unit, bytes):
+        unit = unit.decode("latin-1")
+    return unit.strip("\x00 ") if isinstance(unit, str) else unit
+
+
+def _tiff_vendor(page: Any) -> str | None:
+    """The vendor layout RosettaSciIO's TIFF reader takes the calibration from, in its order
+    of precedence (FEI, Zeiss, TVIPS, Olympus SIS, JEOL SightX, then Gatan), or None."""
+    tags = page.tags
+    if page.is_fei:
+        return "fei"
+    if page.is_sem:
+        return "zeiss"
+    if page.is_tvips:
+        return "tvips"
+    if page.is_sis:
+        return "olympus-sis"
+    description = tags.valueof(270, default="")
+    if tags.valueof(271) == "JEOL Ltd." and "TemReporter" in str(description):
+        return "jeol-sightx"
+    has_units = any(code in tags for code in _GATAN_UNIT_TAGS)
+    if has_units and any(code in tags for code in _GATAN_SCALE_TAGS):
+        return "gatan"
+    return None
+
+
+def _rsciio_tiff_calibration(
+    path: Path, vendor: str, image_shape: tuple[int, int]
+) -> _Calibration:
+    """Calibration of a vendor TIFF read by RosettaSciIO's TIFF reader.
+
+    Returns the calibration, an :class:`UnknownUnitsError` (e.g. a diffraction pattern in
+    1/nm), a :class:`MissingDependencyError`/:class:`MissingCalibrationError` when RosettaSciIO
+    is missing or fails, or an empty calibration when the vendor metadata hold no pixel size.
+    """
+    source, vendor_name = _RSCIIO_TIFF_VENDORS[vendor]
+    try:
+        from rsciio.tiff import file_reader
+    except ImportError as error:
+        return _Calibration(
+            error=MissingDependencyError(
+                f"{_name(path)} is a {vendor_name} TIFF whose calibration is read with "
+                f"RosettaSciIO, which cannot be imported ({error}). Install it with "
+                "`pip install rosettasciio`, or pass pixel_size_nm=... (nm per pixel)."
+            )
+        )
+    logger = logging.getLogger("rsciio")
+    level = logger.level
+    try:
+        logger.setLevel(logging.ERROR)  # its "could not determine pixel size" is reported here
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            signals = file_reader(str(path), lazy=False)
+    except Exception as error:  # any RosettaSciIO failure: no vendor calibration
+        return _Calibration(
+            error=MissingCalibrationError(
+                f"{_name(path)} has {vendor_name} metadata, but RosettaSciIO could not read "
+                f"them ({type(error).__name__}: {error}). Pass pixel_size_nm=... (nm per "
+                "pixel) to read_micrograph."
+            )
+        )
+    finally:
+        logger.setLevel(level)
+    for signal in signals:
+        axes = [a for a in signal.get("axes", []) if not a.get("navigate", False)]
+        if len(axes) != 2 or tuple(int(a.get("size", 0)) for a in axes) != image_shape:
+            continue
+        y_axis, x_axis = axes
+        x_unit, y_unit = (_decode_unit(axis.get("units")) for axis in (x_axis, y_axis))
+        calibration = _calibration_from_scales(
+            x_axis.get("scale", 1.0), x_unit, y_axis.get("scale", 1.0), y_unit,
+            path=path, source=source,
+        )
+        if calibration.x_nm is not None or calibration.error is not None:
+            return calibration
+    return _Calibration()
 
 
 def _nested_get(mapping: Any, keys: tuple[str, ...]) -> Any:
@@ -704,8 +863,33 @@ def _tiff_calibration(
     fei: dict | None,
     sem: dict | None,
     extras: dict,
+    vendor: str | None = None,
+    image_shape: tuple[int, int] = (0, 0),
 ) -> _Calibration:
-    """Pixel size from (in order) FEI/Thermo, Zeiss SEM, ImageJ, then TIFF resolution tags."""
+    """Pixel size from (in order) FEI/Thermo, Zeiss SEM, the vendor layouts read with
+    RosettaSciIO (``vendor``, see :func:`_tiff_vendor`), ImageJ, then TIFF resolution tags."""
+    native = _tiff_fei_zeiss_calibration(path=path, fei=fei, sem=sem)
+    if native.x_nm is not None or native.error is not None:
+        return native
+    vendor_calibration = _Calibration()
+    if vendor is not None:
+        vendor_calibration = _rsciio_tiff_calibration(path, vendor, image_shape)
+        if vendor_calibration.x_nm is not None or isinstance(
+            vendor_calibration.error, UnknownUnitsError
+        ):
+            return vendor_calibration
+    generic = _tiff_generic_calibration(
+        path=path, x_res=x_res, y_res=y_res, res_unit=res_unit, imagej=imagej, extras=extras
+    )
+    if generic.x_nm is None and generic.error is None and vendor_calibration.error is not None:
+        return vendor_calibration
+    return generic
+
+
+def _tiff_fei_zeiss_calibration(
+    *, path: Path, fei: dict | None, sem: dict | None
+) -> _Calibration:
+    """Pixel size from FEI/Thermo [Scan] PixelWidth or Zeiss ap_*pixel_size, if present."""
     width_m = _nested_get(fei, ("Scan", "PixelWidth"))
     if isinstance(width_m, numbers.Real) and width_m > 0:
         height_m = _nested_get(fei, ("Scan", "PixelHeight"))
@@ -720,6 +904,13 @@ def _tiff_calibration(
             return _calibration_from_scales(
                 value, unit, value, unit, path=path, source="file:zeiss-sem-metadata"
             )
+    return _Calibration()
+
+
+def _tiff_generic_calibration(
+    *, path: Path, x_res: Any, y_res: Any, res_unit: Any, imagej: dict | None, extras: dict
+) -> _Calibration:
+    """Pixel size from the ImageJ unit with the resolution tags, or the resolution tags."""
     x_per_unit = _rational(x_res)
     y_per_unit = _rational(y_res) or x_per_unit
     if imagej and "unit" in imagej:
@@ -900,7 +1091,8 @@ def read_micrograph(
     InvalidPixelSizeError
         ``pixel_size_nm`` is not a finite positive number.
     MissingDependencyError
-        An optional reader dependency (h5py for EMD) is missing.
+        An optional reader dependency is missing (h5py for EMD, imagecodecs for TIFF
+        compressions such as LZW or JPEG).
 
     Examples
     --------
