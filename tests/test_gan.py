@@ -261,3 +261,24 @@ def test_etem_gan_command(tmp_path, capsys):
     assert main(["gan", "generate", "--generator", str(tmp_path / "none.pt"), "--out",
                  str(tmp_path / "e"), "--n-images", "1"]) == 2
     assert not (tmp_path / "e").exists()
+
+
+def test_shipped_generator_loads_safely_and_says_where_it_came_from():
+    from etem_helpers.datasets.real import SINTERING_CALIBRATION_IDS
+    from etem_helpers.gan.train import DEFAULT_GENERATOR_PATH, load_gan_config
+
+    assert DEFAULT_GENERATOR_PATH.is_file(), "the shipped light generator is missing"
+    assert DEFAULT_GENERATOR_PATH.stat().st_size < 10 * 2**20  # under 10 MB (issue #11)
+    payload = torch.load(DEFAULT_GENERATOR_PATH, map_location="cpu", weights_only=True)
+    assert payload["format"] == "etem_helpers.gan_generator"
+    generator, card = load_generator("default")
+    # learned only from the calibration images, never from the evaluation images
+    assert card.training_images == SINTERING_CALIBRATION_IDS
+    assert card.preset == "light" and card.channels == BASE_CHANNELS
+    config_file = DEFAULT_GENERATOR_PATH.with_name("gan_light_config.json")
+    assert card.config == load_gan_config(config_file)
+    assert DEFAULT_GENERATOR_PATH.with_name("gan_light_report.md").is_file()
+    labels = draw_masks(1, MaskRequest(n_particles=4), image_size_px=128, seed=0)[0][0]
+    image = render(generator, labels, card.pixel_size_nm, seed=0)
+    # particles are darker than the support, as in the real bright-field images
+    assert image[labels > 0].mean() < image[labels == 0].mean() - 0.2
