@@ -47,14 +47,20 @@ REQUEST = {"diameter_range_nm": (10.0, 55.0), "kinds": ("round", "faceted", "agg
            "outline_roughness": 0.15}
 
 
-def make_data(work: Path, *, generator: Path, n_images: int, progress: bool) -> dict[str, Path]:
-    """Simulated, GAN and combined dataset folders under ``work`` (reused when present)."""
+def make_data(work: Path, *, generator: Path, n_images: int, progress: bool,
+              conditions=tuple(CONDITIONS)) -> dict[str, Path]:
+    """Simulated, GAN and combined dataset folders under ``work`` (reused when present).
+
+    Only what ``conditions`` need is made: (a) alone needs no generator.
+    """
     from etem_helpers.datasets.combine import combine_datasets
     from etem_helpers.datasets.ensure import ensure_dataset
     from etem_helpers.gan import MaskRequest, generate
 
     sim = ensure_dataset(work / "sim", n_images, seed=100, regime="lowmag", image_size_px=512,
                          progress=progress).path
+    if set(conditions) == {"a"}:
+        return {"a": sim}
     gan = work / "gan"
     if not (gan / "dataset.json").is_file():
         generate(generator, gan, n_images, request=MaskRequest(**REQUEST), image_size_px=512,
@@ -112,6 +118,7 @@ def main() -> None:
     parser.add_argument("--tiles-per-image", type=int, default=8)
     parser.add_argument("--pixel-size-nm", type=float, default=0.5,
                         help="nominal pixel size of the real sample (unknown; nm/px)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--combine", type=Path, nargs="+", default=None,
                         help="only merge the runs of earlier --json reports (e.g. seeds run in "
@@ -120,9 +127,15 @@ def main() -> None:
     if args.combine:
         reports = [json.loads(path.read_text()) for path in args.combine]
         runs = [run for report in reports for run in report["runs"]]
-        report_summary(runs, reports[0].get("arguments", {}), args.json, started=time.perf_counter())
+        arguments = {"combined_from": [str(path) for path in args.combine],
+                     "arguments_of_each": [report.get("arguments", {}) for report in reports]}
+        report_summary(runs, arguments, args.json, started=time.perf_counter())
         return
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from etem_helpers.datasets import real
     from etem_helpers.gan.judge import downstream_config, score_on_real
     from etem_helpers.segmentation.train import run_training
@@ -137,7 +150,8 @@ def main() -> None:
                                              ids=real.SINTERING_EVALUATION_IDS)
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    data = make_data(args.work, generator=args.generator, n_images=args.n_images, progress=False)
+    data = make_data(args.work, generator=args.generator, n_images=args.n_images, progress=False,
+                     conditions=args.conditions)
     print(f"data ready in {time.perf_counter() - started:.0f} s: "
           + ", ".join(f"{k}={v}" for k, v in data.items()))
     runs = []

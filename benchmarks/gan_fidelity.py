@@ -41,6 +41,10 @@ def main() -> None:
     parser.add_argument("--n-images", type=int, default=24, help="images per request")
     parser.add_argument("--image-size-px", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--segmenter", default="default",
+                        help="U-Net checkpoint that segments the generated images: 'default' "
+                             "(the shipped model, as issue #11 asks) or a path, e.g. the model "
+                             "fine-tuned on the real calibration images (benchmarks/eval_finetune.py)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -49,13 +53,14 @@ def main() -> None:
     from etem_helpers.pipeline import Analyzer
 
     generator, card = load_generator(args.generator)
-    analyzer = Analyzer("default", device="cpu", **SEGMENTATION_ONLY)
+    analyzer = Analyzer(args.segmenter, device="cpu", **SEGMENTATION_ONLY)
 
     def segment(image, pixel_size_nm):
         return analyzer(image, pixel_size_nm).labels
 
     rows = {}
-    print(f"generator {args.generator.name} ({card.preset}, {card.pixel_size_nm} nm/px); "
+    print(f"segmenter {args.segmenter}; generator {args.generator.name} ({card.preset}, "
+          f"{card.pixel_size_nm} nm/px); "
           f"{args.n_images} images of {args.image_size_px} px per request, seed {args.seed}")
     print("| request | particles | pixel Dice | F1 | diameter error | diameter bias | "
           "median area ratio |")
