@@ -752,3 +752,26 @@ def test_replace_atomically_keeps_the_target_when_the_write_fails(tmp_path):
         assert tmp.parent == tmp_path and tmp.suffix == ".csv"
         tmp.write_text("new")
     assert target.read_text() == "new" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_read_settings_merges_over_defaults_and_refuses_typos(tmp_path):
+    from etem_helpers.io import read_settings
+
+    defaults = {"epochs": 10, "nested": {"a": 1}}
+    settings, origin = read_settings({"epochs": 3}, defaults, what="GAN configuration")
+    assert settings == {"epochs": 3, "nested": {"a": 1}} and origin == "the GAN configuration"
+    settings["nested"]["a"] = 2
+    assert defaults["nested"]["a"] == 1  # a deep copy: the defaults never change
+    assert read_settings(None, defaults)[0] == defaults
+    path = tmp_path / "c.json"
+    path.write_text('{"epoch": 3}')
+    with pytest.raises(ValueError, match=r"Unknown keys \['epoch'\] in .*c.json"):
+        read_settings(path, defaults)
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="JSON object"):
+        read_settings(path, defaults)
+    path.write_text("{oops")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_settings(path, defaults)
+    with pytest.raises(FileNotFoundError, match="GAN configuration file"):
+        read_settings(tmp_path / "missing.json", defaults, what="GAN configuration")

@@ -25,7 +25,6 @@ Nothing runs at import.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,7 +37,7 @@ from etem_helpers.device import get_device
 from etem_helpers.gan.conditioning import BASE_CHANNELS, n_condition_channels
 from etem_helpers.gan.data import PairedCrops, TrainingImage
 from etem_helpers.gan.model import GAN_PRESETS, build_discriminator, build_generator
-from etem_helpers.io import replace_atomically
+from etem_helpers.io import read_settings, replace_atomically
 
 __all__ = [
     "DEFAULT_GAN_CONFIG",
@@ -325,19 +324,7 @@ def load_gan_config(source: str | Path | Mapping[str, Any] | None) -> dict[str, 
 
     Unknown keys raise ``ValueError`` naming them (usually typos).
     """
-    if source is None:
-        given, origin = {}, "the configuration"
-    elif isinstance(source, Mapping):
-        given, origin = dict(source), "the configuration"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"GAN configuration {path} not found.")
-        given, origin = json.loads(path.read_text()), str(path)
-    unknown = sorted(set(given) - set(DEFAULT_GAN_CONFIG))
-    if unknown:
-        raise ValueError(f"Unknown keys {unknown} in {origin}; known: {sorted(DEFAULT_GAN_CONFIG)}.")
-    config = {**copy.deepcopy(dict(DEFAULT_GAN_CONFIG)), **given}
+    config, origin = read_settings(source, DEFAULT_GAN_CONFIG, what="GAN configuration")
     if config["preset"] not in GAN_PRESETS:
         raise ValueError(f"preset={config['preset']!r} in {origin}; use one of {sorted(GAN_PRESETS)}.")
     return config

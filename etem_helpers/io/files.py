@@ -3,18 +3,21 @@
 * :func:`as_path`: a :class:`pathlib.Path` from a str, bytes or path-like argument.
 * :func:`replace_atomically`: write to a temporary file beside the target, then rename it over
   the target only when the write (and any check of it) succeeded.
+* :func:`read_settings`: a JSON settings file (or a dict) merged over defaults, unknown keys refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["as_path", "replace_atomically"]
+__all__ = ["as_path", "read_settings", "replace_atomically"]
 
 
 def as_path(path: Any, *, argument: str = "path") -> Path:
@@ -57,3 +60,48 @@ def replace_atomically(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def read_settings(source, defaults: Mapping[str, Any], *,
+                  what: str = "configuration") -> tuple[dict[str, Any], str]:
+    """Settings from a JSON file, a dict or None, merged over (a deep copy of) ``defaults``.
+
+    Parameters
+    ----------
+    source : str, path-like, Mapping or None
+        A JSON file holding an object, the settings themselves, or None (the defaults).
+    defaults : Mapping
+        Every known key with its default.
+    what : str
+        What the settings are, for error messages ("GAN configuration", ...).
+
+    Returns
+    -------
+    settings : dict
+    origin : str
+        The file name, or "the <what>": where an error should point.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        A missing file, invalid JSON, not a JSON object, or unknown keys (named, usually typos).
+    """
+    if source is None:
+        given, origin = {}, f"the {what}"
+    elif isinstance(source, Mapping):
+        given, origin = dict(source), f"the {what}"
+    else:
+        path = as_path(source, argument=what)
+        if not path.is_file():
+            raise FileNotFoundError(f"{what[0].upper() + what[1:]} file {path} not found.")
+        try:
+            given = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON: {error}.") from error
+        if not isinstance(given, dict):
+            raise ValueError(f"{path} must hold a JSON object {{...}} of settings.")
+        origin = str(path)
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"Unknown keys {unknown} in {origin}; known keys: {sorted(defaults)}.")
+    return {**copy.deepcopy(dict(defaults)), **given}, origin

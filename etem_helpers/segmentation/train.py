@@ -32,7 +32,7 @@ from etem_helpers.datasets.ensure import ensure_dataset
 from etem_helpers.datasets.folders import read_manifest
 from etem_helpers.datasets.splits import split_by_micrograph
 from etem_helpers.device import get_device
-from etem_helpers.io import read_micrograph
+from etem_helpers.io import read_micrograph, read_settings
 from etem_helpers.preprocess.normalize import Normalization
 from etem_helpers.segmentation.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from etem_helpers.segmentation.data import SegmentationDataset
@@ -380,25 +380,7 @@ def load_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
         :data:`DEFAULT_CONFIG` updated with ``source``. Unknown keys raise ``ValueError`` (they
         are usually typos); exactly one of ``dataset_dir`` and ``simulate`` must be given.
     """
-    if isinstance(source, Mapping):
-        given, origin = dict(source), "the configuration"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"Configuration file {path} not found.")
-        try:
-            given = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON: {error}.") from error
-        if not isinstance(given, dict):
-            raise ValueError(f"{path} must hold a JSON object {{...}} of settings.")
-        origin = str(path)
-    unknown = sorted(set(given) - set(DEFAULT_CONFIG))
-    if unknown:
-        raise ValueError(
-            f"Unknown keys {unknown} in {origin}; known keys: {sorted(DEFAULT_CONFIG)}."
-        )
-    config = {**copy.deepcopy(dict(DEFAULT_CONFIG)), **given}
+    config, origin = read_settings(source, DEFAULT_CONFIG)
     if (config["dataset_dir"] is None) == (config["simulate"] is None):
         raise ValueError(
             f"{origin} must give exactly one of 'dataset_dir' (an existing dataset) or "
