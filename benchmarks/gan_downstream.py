@@ -35,11 +35,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from etem_helpers.gan.judge import CONDITIONS, decide_downstream, summarise_downstream
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_GENERATOR = REPOSITORY_ROOT / "etem_helpers" / "models" / "gan_light.pt"
-CONDITIONS = {"a": "simulation only", "b": "simulation + GAN", "c": "GAN only"}
 # Sizes and shapes a user would ask for after looking at the calibration images (image_0..4:
 # particle areas 250-10 000 px^2 at the nominal 0.5 nm/px, i.e. about 10-55 nm, mostly round).
 REQUEST = {"diameter_range_nm": (10.0, 55.0), "kinds": ("round", "faceted", "aggregate"),
@@ -69,39 +68,6 @@ def make_data(work: Path, *, generator: Path, n_images: int, progress: bool,
     if not (both / "dataset.json").is_file():
         combine_datasets({"sim": sim, "gan": gan}, both)
     return {"a": sim, "b": both, "c": gan}
-
-
-def summarise(runs: list[dict]) -> dict[str, dict]:
-    """Mean, min, max and range over seeds of each score, per condition."""
-    out: dict[str, dict] = {}
-    for condition in CONDITIONS:
-        rows = [r for r in runs if r["condition"] == condition]
-        if not rows:
-            continue
-        stats = {}
-        for key in ("pixel_dice", "f1", "precision", "recall", "foreground_ratio",
-                    "median_area_ratio", "diameter_bias"):
-            values = np.array([r["real"][key] for r in rows], dtype=float)
-            stats[key] = {"mean": float(values.mean()), "min": float(values.min()),
-                          "max": float(values.max()), "range": float(np.ptp(values))}
-        out[condition] = {"n_seeds": len(rows), **stats}
-    return out
-
-
-def decide(summary: dict[str, dict]) -> str:
-    """The decision rule of the module docstring, as a sentence."""
-    if "a" not in summary or "b" not in summary:
-        return "undecided: (a) and (b) were not both run"
-    a, b = summary["a"], summary["b"]
-    f1_margin = max(a["f1"]["range"], b["f1"]["range"])
-    dice_margin = max(a["pixel_dice"]["range"], b["pixel_dice"]["range"])
-    gain = b["f1"]["mean"] - a["f1"]["mean"]
-    dice_change = b["pixel_dice"]["mean"] - a["pixel_dice"]["mean"]
-    if gain > f1_margin and dice_change >= -dice_margin:
-        return (f"(b) beats (a): F1 {gain:+.3f} > seed range {f1_margin:.3f}, Dice change "
-                f"{dice_change:+.3f}: retrain the shipped model with GAN augmentation")
-    return (f"(b) does not beat (a): F1 {gain:+.3f} against a seed range of {f1_margin:.3f} "
-            f"(Dice change {dice_change:+.3f}): keep the shipped model")
 
 
 def main() -> None:
@@ -180,7 +146,7 @@ def main() -> None:
 def report_summary(runs: list[dict], arguments: dict, json_path: Path | None, *,
                    started: float) -> None:
     """Print the table and the decision; write the JSON report when asked."""
-    summary = summarise(runs)
+    summary = summarise_downstream(runs)
     print("\n| condition | seeds | real Dice mean [min, max] | real F1 mean [min, max] | "
           "foreground ratio | median area ratio |")
     print("|---|---|---|---|---|---|")
@@ -190,7 +156,7 @@ def report_summary(runs: list[dict], arguments: dict, json_path: Path | None, *,
               f"{s['pixel_dice']['max']:.3f}] | {s['f1']['mean']:.3f} [{s['f1']['min']:.3f}, "
               f"{s['f1']['max']:.3f}] | {s['foreground_ratio']['mean']:.2f} | "
               f"{s['median_area_ratio']['mean']:.2f} |")
-    verdict = decide(summary)
+    verdict = decide_downstream(summary)
     print(f"\nDecision: {verdict}")
     print(f"total {time.perf_counter() - started:.0f} s")
     if json_path:

@@ -282,3 +282,28 @@ def test_shipped_generator_loads_safely_and_says_where_it_came_from():
     image = render(generator, labels, card.pixel_size_nm, seed=0)
     # particles are darker than the support, as in the real bright-field images
     assert image[labels > 0].mean() < image[labels == 0].mean() - 0.2
+
+
+def _runs(condition, f1s, dices):
+    keys = ("precision", "recall", "foreground_ratio", "median_area_ratio", "diameter_bias")
+    return [{"condition": condition, "seed": k,
+             "real": {"f1": f, "pixel_dice": d, **dict.fromkeys(keys, 1.0)}}
+            for k, (f, d) in enumerate(zip(f1s, dices, strict=True))]
+
+
+def test_downstream_decision_rule_needs_a_gain_beyond_the_seed_spread():
+    from etem_helpers.gan.judge import decide_downstream, summarise_downstream
+
+    a = _runs("a", [0.80, 0.82, 0.81], [0.90, 0.91, 0.90])
+    summary = summarise_downstream(a + _runs("b", [0.90, 0.91, 0.89], [0.91, 0.92, 0.90]))
+    assert summary["a"]["f1"]["range"] == pytest.approx(0.02)
+    assert summary["b"]["f1"]["mean"] == pytest.approx(0.90)
+    assert decide_downstream(summary).startswith("(b) beats (a)")
+    # the same mean gain inside a wide seed spread decides nothing
+    wide = summarise_downstream(_runs("a", [0.95, 0.82, 0.66], [0.90, 0.91, 0.90])
+                                + _runs("b", [0.90, 0.91, 0.89], [0.91, 0.92, 0.90]))
+    assert decide_downstream(wide).startswith("(b) does not beat (a)")
+    # a gain in F1 paid for with a Dice drop beyond its spread does not count either
+    worse = summarise_downstream(a + _runs("b", [0.90, 0.91, 0.89], [0.80, 0.81, 0.80]))
+    assert decide_downstream(worse).startswith("(b) does not beat (a)")
+    assert decide_downstream(summarise_downstream(a)).startswith("undecided")

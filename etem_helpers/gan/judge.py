@@ -23,8 +23,11 @@ import numpy as np
 from etem_helpers.gan.synthesis import MaskRequest, draw_masks, render
 from etem_helpers.metrics.scoring import evaluate
 
-__all__ = ["SEGMENTATION_ONLY", "conditioning_fidelity", "downstream_config", "real_summary",
-           "score_on_real"]
+__all__ = ["CONDITIONS", "SEGMENTATION_ONLY", "conditioning_fidelity", "decide_downstream",
+           "downstream_config", "real_summary", "score_on_real", "summarise_downstream"]
+
+#: The three training sets of the downstream test.
+CONDITIONS = {"a": "simulation only", "b": "simulation + GAN", "c": "GAN only"}
 
 #: Analyzer settings that stop after the instance labels (no sizing network, no faults, no
 #: scale-bar search): the labels scored here do not depend on those stages.
@@ -140,3 +143,47 @@ def score_on_real(checkpoint, samples: list, *, evaluation_ids: Iterable[str],
     analyzer = Analyzer(checkpoint, device=device, **SEGMENTATION_ONLY)
     evaluation = evaluate(samples, {"unet": lambda image, px: analyzer(image, px).labels})
     return real_summary(evaluation, evaluation_ids)
+
+
+def summarise_downstream(runs: list[dict]) -> dict[str, dict]:
+    """Mean, min, max and range (max - min) over seeds of each real score, per condition.
+
+    Parameters
+    ----------
+    runs : list of dict
+        ``{"condition": "a" | "b" | "c", "seed": int, "real": real_summary(...)}`` per run.
+    """
+    out: dict[str, dict] = {}
+    for condition in CONDITIONS:
+        rows = [r for r in runs if r["condition"] == condition]
+        if not rows:
+            continue
+        stats = {}
+        for key in ("pixel_dice", "f1", "precision", "recall", "foreground_ratio",
+                    "median_area_ratio", "diameter_bias"):
+            values = np.array([r["real"][key] for r in rows], dtype=float)
+            stats[key] = {"mean": float(values.mean()), "min": float(values.min()),
+                          "max": float(values.max()), "range": float(np.ptp(values))}
+        out[condition] = {"n_seeds": len(rows), **stats}
+    return out
+
+
+def decide_downstream(summary: dict[str, dict]) -> str:
+    """The pre-registered decision rule of the downstream test, as a sentence.
+
+    (b) beats (a) only if mean F1(b) - mean F1(a) exceeds the larger of the two F1 seed ranges
+    and mean Dice(b) is not lower than Dice(a) by more than the larger Dice seed range
+    (``BENCHMARKS.md``, written before the runs).
+    """
+    if "a" not in summary or "b" not in summary:
+        return "undecided: (a) and (b) were not both run"
+    a, b = summary["a"], summary["b"]
+    f1_margin = max(a["f1"]["range"], b["f1"]["range"])
+    dice_margin = max(a["pixel_dice"]["range"], b["pixel_dice"]["range"])
+    gain = b["f1"]["mean"] - a["f1"]["mean"]
+    dice_change = b["pixel_dice"]["mean"] - a["pixel_dice"]["mean"]
+    if gain > f1_margin and dice_change >= -dice_margin:
+        return (f"(b) beats (a): F1 {gain:+.3f} > seed range {f1_margin:.3f}, Dice change "
+                f"{dice_change:+.3f}: retrain the shipped model with GAN augmentation")
+    return (f"(b) does not beat (a): F1 {gain:+.3f} against a seed range of {f1_margin:.3f} "
+            f"(Dice change {dice_change:+.3f}): keep the shipped model")
