@@ -74,6 +74,7 @@ DEFAULT_GAN_CONFIG: Mapping[str, Any] = {
     "beta1": 0.5,
     "l1_weight": 50.0,
     "l1_blur_sigma_px": 2.0,
+    "disc_layers": None,
     "min_foreground": 0.05,
     "seed": 0,
     "pixel_size_nm": 0.5,
@@ -378,7 +379,8 @@ def run_gan_training(
     channels = BASE_CHANNELS + (("simulated",) if with_simulation else ())
     in_channels = n_condition_channels(with_simulation)
     generator = build_generator(config["preset"], in_channels=in_channels, seed=seed)
-    discriminator = build_discriminator(config["preset"], in_channels=in_channels, seed=seed + 1)
+    discriminator = build_discriminator(config["preset"], in_channels=in_channels, seed=seed + 1,
+                                        n_layers=config["disc_layers"])
     torch.manual_seed(seed)
     history = train_gan(generator, discriminator, loader, epochs=int(config["epochs"]),
                         lr=float(config["lr"]), beta1=float(config["beta1"]),
