@@ -133,7 +133,7 @@ def draw_masks(
 
 def render(generator, labels: np.ndarray, pixel_size_nm: float, *, seed: int = 0,
            simulated: np.ndarray | None = None, device="cpu") -> np.ndarray:
-    """Draw the image of one mask with a generator (eval mode, dropout off).
+    """Draw the image of one mask with a generator (pass it in eval mode, as load_generator does).
 
     Parameters
     ----------
