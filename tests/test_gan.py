@@ -307,3 +307,24 @@ def test_downstream_decision_rule_needs_a_gain_beyond_the_seed_spread():
     worse = summarise_downstream(a + _runs("b", [0.90, 0.91, 0.89], [0.80, 0.81, 0.80]))
     assert decide_downstream(worse).startswith("(b) does not beat (a)")
     assert decide_downstream(summarise_downstream(a)).startswith("undecided")
+
+
+def test_a_generator_conditioned_on_the_simulated_image_trains_and_generates(tmp_path):
+    from dataclasses import replace
+
+    from etem_helpers.gan.conditioning import to_signed_unit
+
+    items = training_images([_annotated(0), _annotated(1)])
+    rng = np.random.default_rng(0)
+    # a stand-in "simulated image" of each mask: the mask blurred, plus noise
+    items = [replace(item, simulated=to_signed_unit(
+        (item.labels > 0) * 1.0 + rng.normal(0, 0.1, item.labels.shape))) for item in items]
+    out = tmp_path / "sim_gan.pt"
+    _, card, _ = run_gan_training(items, {"crop_px": 32, "crops_per_epoch": 4, "batch_size": 4,
+                                          "epochs": 1, "device": "cpu"}, out, progress=False)
+    assert card.with_simulation and card.channels[-1] == "simulated"
+    dataset = generate(out, tmp_path / "d", 1, image_size_px=64,
+                       request=MaskRequest(diameter_range_nm=(4.0, 8.0), n_particles=3),
+                       progress=False)
+    ((_, image, labels, _),) = list(iter_samples(dataset))
+    assert image.shape == labels.shape == (64, 64) and np.isfinite(image).all()
