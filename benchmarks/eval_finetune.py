@@ -24,15 +24,14 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
-
 
 def size_bias(pooled_errors) -> dict[str, float]:
     """Median area ratio and mean relative diameter error of matched pairs."""
-    true_d = pooled_errors["true_diameter_nm"].to_numpy(float)
-    pred_d = pooled_errors["pred_diameter_nm"].to_numpy(float)
-    return {"median_area_ratio": float(np.median((pred_d / true_d) ** 2)),
-            "mean_rel_diameter_error": float(np.mean(np.abs(pred_d - true_d) / true_d))}
+    from etem_helpers.metrics import relative_size_errors
+
+    errors = relative_size_errors(pooled_errors)
+    return {"median_area_ratio": errors["median_area_ratio"],
+            "mean_rel_diameter_error": errors["diameter_error"]}
 
 
 def calibration_folders(cache: Path | None, out: Path) -> tuple[Path, Path]:

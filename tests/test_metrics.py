@@ -231,3 +231,18 @@ def test_visible_scores_ignore_hidden_particles_but_count_spurious_ones():
     assert visible_instance_scores(spurious, truth, [1])["fp"] == 1
     missed = visible_instance_scores(np.zeros_like(truth), truth, [1, 2])
     assert (missed["fn"], missed["f1"]) == (2, 0.0)
+
+
+def test_relative_size_errors_of_matched_pairs():
+    import pandas as pd
+
+    from etem_helpers.metrics import relative_size_errors
+
+    errors = pd.DataFrame({"true_diameter_nm": [10.0, 20.0, 40.0],
+                           "pred_diameter_nm": [11.0, 18.0, 40.0]})
+    out = relative_size_errors(errors)
+    assert out["diameter_error"] == pytest.approx((0.1 + 0.1 + 0.0) / 3)
+    assert out["diameter_bias"] == pytest.approx((0.1 - 0.1 + 0.0) / 3)
+    assert out["median_area_ratio"] == pytest.approx(1.0)  # ratios 1.21, 0.81, 1.0
+    empty = relative_size_errors(errors.iloc[:0])
+    assert all(np.isnan(v) for v in empty.values())

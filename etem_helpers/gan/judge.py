@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from etem_helpers.gan.synthesis import MaskRequest, draw_masks, render
+from etem_helpers.metrics.matching import relative_size_errors
 from etem_helpers.metrics.scoring import evaluate
 
 __all__ = ["CONDITIONS", "SEGMENTATION_ONLY", "conditioning_fidelity", "decide_downstream",
@@ -35,21 +36,14 @@ SEGMENTATION_ONLY = {"size_estimator": None, "faults": False, "annotations": Fal
 
 
 def _size_errors(evaluation) -> dict[str, float]:
-    """Relative diameter error and area ratio over the matched pairs of every image."""
-    frames = [r["errors"] for records in evaluation.records.values() for r in records
-              if len(r["errors"])]
-    if not frames:
-        return {"diameter_error": float("nan"), "diameter_bias": float("nan"),
-                "median_area_ratio": float("nan")}
+    """:func:`~etem_helpers.metrics.relative_size_errors` over the matched pairs of every image."""
     import pandas as pd
 
-    errors = pd.concat(frames, ignore_index=True)
-    true_d = errors["true_diameter_nm"].to_numpy(float)
-    pred_d = errors["pred_diameter_nm"].to_numpy(float)
-    ratio = (pred_d / true_d) ** 2
-    return {"diameter_error": float(np.mean(np.abs(pred_d - true_d) / true_d)),
-            "diameter_bias": float(np.mean((pred_d - true_d) / true_d)),
-            "median_area_ratio": float(np.median(ratio))}
+    frames = [r["errors"] for records in evaluation.records.values() for r in records
+              if len(r["errors"])]
+    errors = (pd.concat(frames, ignore_index=True) if frames
+              else pd.DataFrame({"true_diameter_nm": [], "pred_diameter_nm": []}))
+    return relative_size_errors(errors)
 
 
 def real_summary(evaluation, names: Iterable[str] | None = None) -> dict[str, float]:

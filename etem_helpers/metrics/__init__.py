@@ -11,6 +11,7 @@ from .matching import (
     instance_scores,
     match_instances,
     matched_errors,
+    relative_size_errors,
     summarize_errors,
 )
 from .pixel import dice_coefficient, iou_score
@@ -33,6 +34,7 @@ __all__ = [
     "match_instances",
     "matched_errors",
     "particle_visibility",
+    "relative_size_errors",
     "summarize_errors",
     "visible_instance_scores",
 ]

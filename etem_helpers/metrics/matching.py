@@ -304,3 +304,29 @@ def summarize_errors(errors_df) -> dict:
         "roundness_rmse": float(np.sqrt(np.mean(r**2))),
     }
 
+
+
+def relative_size_errors(errors_df) -> dict[str, float]:
+    """Size bias of matched particles in relative terms (scale-free, so pixel sizes may be nominal).
+
+    Parameters
+    ----------
+    errors_df : pandas.DataFrame
+        :func:`matched_errors` of one or more images (``true_diameter_nm``, ``pred_diameter_nm``).
+
+    Returns
+    -------
+    dict
+        ``diameter_error`` (mean |d_pred - d_true| / d_true), ``diameter_bias`` (mean
+        (d_pred - d_true) / d_true) and ``median_area_ratio`` (median (d_pred / d_true)^2, i.e.
+        predicted / true area for area-equivalent diameters); NaN without matched pairs.
+    """
+    true_d = np.asarray(errors_df["true_diameter_nm"], dtype=np.float64)
+    pred_d = np.asarray(errors_df["pred_diameter_nm"], dtype=np.float64)
+    if true_d.size == 0:
+        nan = float("nan")
+        return {"diameter_error": nan, "diameter_bias": nan, "median_area_ratio": nan}
+    relative = (pred_d - true_d) / true_d
+    return {"diameter_error": float(np.mean(np.abs(relative))),
+            "diameter_bias": float(np.mean(relative)),
+            "median_area_ratio": float(np.median((pred_d / true_d) ** 2))}
