@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -106,14 +105,8 @@ def main() -> None:
     from etem_helpers.gan.judge import downstream_config, score_on_real
     from etem_helpers.segmentation.train import run_training
 
-    with tempfile.TemporaryDirectory() as cache:
-        if args.real_dir is not None:
-            real.populate_cache_from(args.real_dir, cache)
-            samples = real.sintering_samples(args.pixel_size_nm, cache_dir=cache,
-                                             ids=real.SINTERING_EVALUATION_IDS)
-        else:
-            samples = real.sintering_samples(args.pixel_size_nm,
-                                             ids=real.SINTERING_EVALUATION_IDS)
+    samples = real.sintering_samples(args.pixel_size_nm, ids=real.SINTERING_EVALUATION_IDS,
+                                     source_dir=args.real_dir)
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     data = make_data(args.work, generator=args.generator, n_images=args.n_images, progress=False,
@@ -162,8 +155,7 @@ def report_summary(runs: list[dict], arguments: dict, json_path: Path | None, *,
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps({"arguments": arguments,
-                                         "request": {k: list(v) if isinstance(v, tuple) else v
-                                                     for k, v in REQUEST.items()},
+                                         "request": REQUEST,
                                          "runs": runs, "summary": summary,
                                          "decision": verdict}, indent=2))
 

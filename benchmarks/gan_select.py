@@ -14,7 +14,6 @@ touched, so the figure may choose a model (BENCHMARKS.md gives the rule used).
 from __future__ import annotations
 
 import argparse
-import tempfile
 
 
 def main() -> None:
@@ -37,12 +36,8 @@ def main() -> None:
     )
 
     torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as cache:
-        if args.real_dir is not None:
-            real.populate_cache_from(args.real_dir, cache)
-            samples = real.sintering_samples(0.5, ids=real.SINTERING_CALIBRATION_IDS, cache_dir=cache)
-        else:
-            samples = real.sintering_samples(0.5, ids=real.SINTERING_CALIBRATION_IDS)
+    samples = real.sintering_samples(0.5, ids=real.SINTERING_CALIBRATION_IDS,
+                                     source_dir=args.real_dir)
     encoder = load_feature_encoder(args.encoder)
     encoder = encoder[0] if isinstance(encoder, tuple) else encoder
     reference = encode(encoder, random_crops([s[1] for s in samples], crop_px=64,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 
@@ -37,9 +36,8 @@ def main(variant: str, seed: int) -> None:
 
     torch.set_num_threads(1)
     work = Path("outputs/size_bias")
-    with tempfile.TemporaryDirectory() as cache:
-        real.populate_cache_from("../shared/real/msa-em-sintering", cache)
-        samples = real.sintering_samples(0.5, ids=real.SINTERING_EVALUATION_IDS, cache_dir=cache)
+    samples = real.sintering_samples(0.5, ids=real.SINTERING_EVALUATION_IDS,
+                                     source_dir="../shared/real/msa-em-sintering")
     if variant == "lowmag_native":
         data = ensure_dataset(Path("outputs/gan_downstream/sim"), 40, seed=100, regime="lowmag",
                               image_size_px=512, progress=False).path

@@ -75,6 +75,19 @@ def test_populate_cache_then_load(real_copy, tmp_path):
     assert image[mask].mean() < image[~mask].mean()
 
 
+def test_samples_from_a_local_copy_match_the_cache_and_write_nothing(real_copy, tmp_path):
+    real_data.populate_cache_from(real_copy, tmp_path / "cache")
+    ids = ("image_1", "image_7")
+    cached = real_data.sintering_samples(0.5, ids=ids, cache_dir=tmp_path / "cache")
+    direct = real_data.sintering_samples(0.5, ids=ids, source_dir=real_copy,
+                                         cache_dir=tmp_path / "unused")
+    assert [s[0] for s in direct] == list(ids)
+    for a, b in zip(cached, direct, strict=True):
+        np.testing.assert_array_equal(a[1], b[1])
+        np.testing.assert_array_equal(a[2], b[2])
+    assert not (tmp_path / "unused").exists()
+
+
 def test_populate_rejects_modified_file(real_copy, tmp_path):
     source = tmp_path / "source"
     shutil.copytree(real_copy, source)

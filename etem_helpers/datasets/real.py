@@ -326,7 +326,8 @@ def load_sintering(
 
 
 def sintering_samples(
-    pixel_size_nm: float, *, ids: Sequence[str] | None = None, cache_dir: str | Path | None = None
+    pixel_size_nm: float, *, ids: Sequence[str] | None = None, cache_dir: str | Path | None = None,
+    source_dir: str | Path | None = None,
 ) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
     """The real sample as ``(name, image, true instance labels, pixel_size_nm)`` for evaluation.
 
@@ -341,6 +342,10 @@ def sintering_samples(
         Names to keep, e.g. :data:`SINTERING_EVALUATION_IDS`; None: all 20.
     cache_dir : str or pathlib.Path, optional
         As for :func:`fetch_sintering`.
+    source_dir : str or pathlib.Path, optional
+        A local copy of the sample (``images/``, ``labels/``) to read instead of the cache: its
+        files are checked against the registry in a temporary cache (no network; ``cache_dir``
+        is then ignored and nothing is written to it).
 
     Raises
     ------
@@ -349,6 +354,12 @@ def sintering_samples(
     """
     from scipy import ndimage
 
+    if source_dir is not None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            populate_cache_from(source_dir, cache_dir=tmp)
+            return sintering_samples(pixel_size_nm, ids=ids, cache_dir=tmp)
     keep = None if ids is None else set(ids)
     out = []
     for image, mask, name in load_sintering(cache_dir=cache_dir):

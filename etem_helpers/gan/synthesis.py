@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -254,7 +253,7 @@ def generate(
         "generator": GAN_GENERATOR_TAG, "generator_version": __version__,
         "arguments": {"generator_path": str(generator_path), "n_images": int(n_images),
                       "image_size_px": image_size_px, "seed": int(seed),
-                      "request": _request_dict(request or MaskRequest())},
+                      "request": asdict(request or MaskRequest())},
         "gan_card": {"preset": card.preset, "channels": list(card.channels),
                      "pixel_size_nm": card.pixel_size_nm,
                      "training_images": list(card.training_images)},
@@ -263,11 +262,3 @@ def generate(
     }
     (out_dir / "dataset.json").write_text(json.dumps(info, indent=2))
     return out_dir
-
-
-def _request_dict(request: MaskRequest) -> dict:
-    out = {}
-    for key, value in request.__dict__.items():
-        out[key] = list(value) if isinstance(value, Sequence) and not isinstance(value, str) \
-            else value
-    return out

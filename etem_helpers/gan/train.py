@@ -24,8 +24,8 @@ Nothing runs at import.
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -407,40 +407,18 @@ def real_training_images(real_dir: str | Path | None, pixel_size_nm: float) -> l
 
     ``real_dir``: a local copy to check and cache from (no network); None: the download cache.
     """
-    import tempfile
-
-    from etem_helpers.datasets.real import (
-        SINTERING_CALIBRATION_IDS,
-        populate_cache_from,
-        sintering_samples,
-    )
+    from etem_helpers.datasets.real import SINTERING_CALIBRATION_IDS, sintering_samples
     from etem_helpers.gan.data import training_images
 
-    if real_dir is None:
-        samples = sintering_samples(pixel_size_nm, ids=SINTERING_CALIBRATION_IDS)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            populate_cache_from(real_dir, cache_dir=tmp)
-            samples = sintering_samples(pixel_size_nm, ids=SINTERING_CALIBRATION_IDS,
-                                        cache_dir=tmp)
+    samples = sintering_samples(pixel_size_nm, ids=SINTERING_CALIBRATION_IDS, source_dir=real_dir)
     return training_images(samples)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m etem_helpers.gan.train``: train a generator on the real calibration images."""
-    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
-    parser.add_argument("--config", default=None, help="JSON of DEFAULT_GAN_CONFIG overrides")
-    parser.add_argument("--out", required=True, help="generator file to write (.pt)")
-    parser.add_argument("--real-dir", default=None,
-                        help="local copy of the real sample (default: the download cache)")
-    parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
-    config = load_gan_config(args.config)
-    images = real_training_images(args.real_dir, float(config["pixel_size_nm"]))
-    generator, card, history = run_gan_training(images, config, args.out,
-                                                overwrite=args.overwrite)
-    print(json.dumps(card.metrics, indent=2))
-    return 0
+    """``python -m etem_helpers.gan.train``: the same as ``etem gan train``."""
+    from etem_helpers.gan.cli import gan_command
+
+    return gan_command(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":  # pragma: no cover
