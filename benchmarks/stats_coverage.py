@@ -4,7 +4,7 @@ Usage (from the repository root; about 5-10 min on one CPU core with the default
 
     nice -n 10 python benchmarks/stats_coverage.py [--repeats 10] [--n-images 30] \
         [--image-size-px 256] [--n-resamples 2000] [--work-dir outputs/stats_coverage] \
-        [--json outputs/stats_coverage.json] [--seed-base 1000] [--bca]
+        [--json outputs/stats_coverage.json] [--seed-base 1000] [--bca] [--pool 4000]
 
 What it does, per repeat r = 0 .. repeats-1:
 
@@ -35,6 +35,19 @@ replication interval targets 95 % (9 of 10 with probability about 0.91).
 ``--bca`` adds BCa intervals of the same statistics (same image-level resampling), an exploratory
 alternative added after the first run (seeds 1000-1019) found the percentile intervals too narrow;
 it is judged only on seeds not used before (``--seed-base 3000``).
+
+Third run (rule written 2026-11-30 10:50, before the run). Runs 1 and 2 (seeds 1000-1019 and
+3000-3019) are now *development* data: on their 1200 images, 4000 random study/fresh pairs of
+30 images showed the percentile interval widened by sqrt(2) covering the fresh F1 / bias 92 % /
+89 % of the time, and the bootstrap-t replication interval of the pooled ratio
+(``stats.ratio_interval(kind="replication")``, now ``rep_low``/``rep_high`` of
+``summarize_comparison`` and the interval notebook 06 shows) 95 % / 92 %. The bootstrap-t
+replication interval was chosen on those data. It is judged once, on new seeds
+(``--seed-base 5000``, 256 px, 30 images, 10 repeats, 2000 replicates): the criterion is met for a
+metric when it contains the fresh value in at least 9 of 10 repeats, for F1 and bias. Stated in
+advance: with true coverage 0.95 / 0.92 that happens with probability about 0.91 / 0.82 (both
+about 0.75); whatever the result, no other seeds are run to replace it. ``--pool`` then repeats
+the 4000-pair study on the run's own 600 images (reported, not judged).
 """
 
 from __future__ import annotations
@@ -76,7 +89,49 @@ def _split_values(folder, n_images, seed, settings, method, n_resamples, bca=Fal
     if bca:
         for m, iv in _bca_intervals(tables, n_resamples, seed).items():
             values[m].update(bca_low=iv.ci_low, bca_high=iv.ci_high)
-    return values, n_pairs
+    return values, n_pairs, _per_image_totals(tables)
+
+
+def _per_image_totals(tables) -> list[list[float]]:
+    """Per image: tp, fp, fn and the sum of diameter errors and number of pairs (as summarised)."""
+    det = tables.detections.set_index("image")[["tp", "fp", "fn"]].astype(float)
+    p = tables.particles
+    sel = p[p["matched"] & ~p["touches_border"] & (p["quantity"] == "diameter_nm")]
+    sel = sel[np.isfinite(sel["measured"]) & np.isfinite(sel["reference"])]
+    err = (sel["measured"] - sel["reference"]).groupby(sel["image"]).agg(["sum", "count"])
+    return det.join(err).fillna(0.0).to_numpy().tolist()
+
+
+def pool_study(per_image, n_images, *, n_pairs=4000, n_resamples=1000, seed=0) -> dict:
+    """Coverage of interval kinds over random study/fresh pairs drawn from a pool of images.
+
+    per_image: rows (tp, fp, fn, error sum, pairs) of all images; each pair of disjoint random
+    subsets of ``n_images`` plays study and fresh split. Returns the share of pairs whose
+    study interval contains the fresh value, per metric and interval kind.
+    """
+    from etem_helpers.stats import ratio_interval
+
+    x = np.asarray(per_image, dtype=float)
+    parts = {"f1": lambda v: (2 * v[:, 0], 2 * v[:, 0] + v[:, 1] + v[:, 2]),
+             "bias": lambda v: (v[:, 3], v[:, 4])}
+    rng = np.random.default_rng(seed)
+    hits = {m: {"ci": 0, "ci_sqrt2": 0, "bootstrap_t_replication": 0} for m in parts}
+    for _ in range(n_pairs):
+        order = rng.permutation(len(x))
+        study, fresh = x[order[:n_images]], x[order[n_images:2 * n_images]]
+        draws = rng.integers(0, n_images, size=(n_resamples, n_images))
+        for m, split in parts.items():
+            a, b = split(study)
+            fa, fb = split(fresh)
+            value, estimate = fa.sum() / fb.sum(), a.sum() / b.sum()
+            low, high = np.quantile(a[draws].sum(1) / b[draws].sum(1), [0.025, 0.975])
+            hits[m]["ci"] += bool(low <= value <= high)
+            hits[m]["ci_sqrt2"] += bool(estimate - np.sqrt(2) * (estimate - low) <= value
+                                        <= estimate + np.sqrt(2) * (high - estimate))
+            hits[m]["bootstrap_t_replication"] += ratio_interval(
+                a, b, kind="replication", n_resamples=n_resamples,
+                seed=int(rng.integers(1 << 31))).contains(value)
+    return {m: {k: v / n_pairs for k, v in h.items()} for m, h in hits.items()}
 
 
 def _bca_intervals(tables, n_resamples, seed) -> dict:
@@ -121,19 +176,24 @@ def run(args) -> dict:
             raise ValueError(f"seed {settings['training_seed']} is the training seed; change "
                              "--seed-base.")
         started = time.perf_counter()
-        study, n_study = _split_values(work / f"split_seed{seeds[0]}", args.n_images, seeds[0],
-                                       settings, method, args.n_resamples, bca=args.bca)
-        fresh, n_fresh = _split_values(work / f"split_seed{seeds[1]}", args.n_images, seeds[1],
-                                       settings, method, 200)
-        record = {"seeds": seeds, "n_pairs": (n_study, n_fresh), "metrics": {}}
+        study, n_study, study_images = _split_values(
+            work / f"split_seed{seeds[0]}", args.n_images, seeds[0], settings, method,
+            args.n_resamples, bca=args.bca)
+        fresh, n_fresh, fresh_images = _split_values(
+            work / f"split_seed{seeds[1]}", args.n_images, seeds[1], settings, method, 200)
+        record = {"seeds": seeds, "n_pairs": (n_study, n_fresh), "metrics": {},
+                  "per_image": study_images + fresh_images}
         for m in METRICS:
             row, value = study[m], fresh[m]["estimate"]
             rep = _replication(row)
+            boot_t = (row["rep_low"], row["rep_high"])
             record["metrics"][m] = {
                 "estimate": row["estimate"], "ci": (row["ci_low"], row["ci_high"]),
                 "replication": rep, "fresh": value,
                 "in_ci": bool(row["ci_low"] <= value <= row["ci_high"]),
                 "in_replication": bool(rep[0] <= value <= rep[1]),
+                "replication_t": boot_t,
+                "in_replication_t": bool(boot_t[0] <= value <= boot_t[1]),
             }
             if args.bca:
                 bca = (row["bca_low"], row["bca_high"])
@@ -141,27 +201,39 @@ def run(args) -> dict:
                 print(f"repeat {r} {m:>4}: BCa [{bca[0]:.4f}, {bca[1]:.4f}] in BCa: "
                       f"{record['metrics'][m]['in_bca']}", flush=True)
             print(f"repeat {r} {m:>4}: study {row['estimate']:.4f} CI [{row['ci_low']:.4f}, "
-                  f"{row['ci_high']:.4f}] replication [{rep[0]:.4f}, {rep[1]:.4f}] | fresh "
-                  f"{value:.4f} in CI: {record['metrics'][m]['in_ci']}, in replication: "
-                  f"{record['metrics'][m]['in_replication']}", flush=True)
+                  f"{row['ci_high']:.4f}] CI x sqrt2 [{rep[0]:.4f}, {rep[1]:.4f}] bootstrap-t "
+                  f"replication [{boot_t[0]:.4f}, {boot_t[1]:.4f}] | fresh {value:.4f} in CI: "
+                  f"{record['metrics'][m]['in_ci']}, in CI x sqrt2: "
+                  f"{record['metrics'][m]['in_replication']}, in bootstrap-t replication: "
+                  f"{record['metrics'][m]['in_replication_t']}", flush=True)
         print(f"repeat {r}: {n_study} / {n_fresh} matched pairs, "
               f"{time.perf_counter() - started:.0f} s", flush=True)
         repeats.append(record)
-    kinds = ("in_ci", "in_replication") + (("in_bca",) if args.bca else ())
+    kinds = ("in_ci", "in_replication", "in_replication_t") + (("in_bca",) if args.bca else ())
     coverage = {m: {kind: int(sum(rec["metrics"][m][kind] for rec in repeats))
                     for kind in kinds} for m in METRICS}
     print(f"\nCoverage over {args.repeats} repeats (criterion: >= 9 of 10 for "
           f"{', '.join(JUDGED)}):")
     for m in METRICS:
         c = coverage[m]
-        print(f"  {m:>4}: 95 % CI {c['in_ci']}/{args.repeats}, 95 % replication interval "
-              f"{c['in_replication']}/{args.repeats}"
+        print(f"  {m:>4}: 95 % CI {c['in_ci']}/{args.repeats}, CI x sqrt2 "
+              f"{c['in_replication']}/{args.repeats}, bootstrap-t replication interval "
+              f"{c['in_replication_t']}/{args.repeats}"
               + (f", 95 % BCa CI {c['in_bca']}/{args.repeats}" if args.bca else "")
               + ("  (judged)" if m in JUDGED else ""))
-    return {"settings": {**settings, "n_images": args.n_images, "repeats": args.repeats,
-                         "n_resamples": args.n_resamples, "seed_base": args.seed_base,
-                         "bca": args.bca},
-            "repeats": repeats, "coverage": coverage}
+    result = {"settings": {**settings, "n_images": args.n_images, "repeats": args.repeats,
+                           "n_resamples": args.n_resamples, "seed_base": args.seed_base,
+                           "bca": args.bca},
+              "repeats": repeats, "coverage": coverage}
+    if args.pool:
+        pooled = [row for rec in repeats for row in rec["per_image"]]
+        result["pool_study"] = pool_study(pooled, args.n_images, n_pairs=args.pool,
+                                          seed=args.seed_base)
+        print(f"\nPool study: {args.pool} random study/fresh pairs of {args.n_images} images "
+              f"from these {len(pooled)} images (share of fresh values inside):")
+        for m, shares in result["pool_study"].items():
+            print(f"  {m:>4}: " + ", ".join(f"{k} {v:.3f}" for k, v in shares.items()))
+    return result
 
 
 def main(argv=None) -> int:
@@ -177,6 +249,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--bca", action="store_true",
                         help="also BCa intervals of the same statistics (exploratory)")
+    parser.add_argument("--pool", type=int, default=0, metavar="N_PAIRS",
+                        help="also the coverage over N_PAIRS random study/fresh pairs drawn "
+                             "from all images of the run (e.g. 4000)")
     args = parser.parse_args(argv)
     result = run(args)
     if args.json:

@@ -57,6 +57,11 @@ def test_summarize_comparison_intervals():
     assert bias["ci_low"] <= bias["estimate"] <= bias["ci_high"]
     assert bias["n_images"] == 6
     assert s.loc[("exact", "mae"), "estimate"] == 0.0
+    # Replication intervals (bootstrap-t) bracket the estimate of every pooled ratio.
+    for metric in ("f1", "bias", "mae", "rmse"):
+        row = s.loc[("dilated", metric)]
+        assert row["rep_low"] <= row["estimate"] <= row["rep_high"], metric
+    assert np.isnan(s.loc[("dilated", "loa_low"), "rep_low"])
 
 
 def test_write_report_files_and_overwrite_rules(tmp_path):

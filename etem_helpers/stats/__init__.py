@@ -51,6 +51,7 @@ from .bootstrap import (
     bootstrap_interval,
     cluster_bootstrap,
     detection_intervals,
+    ratio_interval,
 )
 from .budget import uncertainty_budget
 from .compare import (
@@ -101,6 +102,7 @@ __all__ = [
     "equivalence_table",
     "deming",
     "detection_intervals",
+    "ratio_interval",
     "holm",
     "ks_two_sample",
     "paired_t_test",

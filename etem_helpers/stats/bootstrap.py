@@ -28,9 +28,11 @@ __all__ = [
     "cluster_bootstrap",
     "bootstrap_interval",
     "detection_intervals",
+    "ratio_interval",
 ]
 
 _METHODS = ("percentile", "bca")
+_RATIO_KINDS = ("confidence", "replication")
 
 
 @dataclass(frozen=True)
@@ -323,3 +325,103 @@ def detection_intervals(
     return DetectionScores(
         *intervals, tp=int(total[0]), fp=int(total[1]), fn=int(total[2]), n_images=n_images
     )
+
+
+def _ratio_se(numerators: np.ndarray, denominators: np.ndarray) -> tuple:
+    """Pooled ratio(s) and linearised standard error(s) along the last axis (one unit each).
+
+    ``R = sum(a) / sum(b)``; ``SE = sqrt(G / (G - 1) * sum((a - R b)^2)) / sum(b)`` (Taylor
+    linearisation of a ratio estimator over G independent clusters; Cochran 1977, sec. 6.4,
+    with the G / (G - 1) small-sample factor). With every ``b = 1`` it is ``s / sqrt(G)``.
+    """
+    total_b = denominators.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = numerators.sum(axis=-1) / total_b
+        residual = numerators - np.expand_dims(ratio, -1) * denominators
+        g = numerators.shape[-1]
+        se = np.sqrt(g / (g - 1) * np.sum(residual**2, axis=-1)) / total_b
+    return ratio, se
+
+
+def ratio_interval(
+    numerators,
+    denominators,
+    *,
+    kind: str = "confidence",
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed=0,
+) -> Interval:
+    """A pooled ratio over images with a studentized (bootstrap-t) interval.
+
+    Most pooled figures of a comparison are ratios of per-image totals: F1 is
+    ``sum(2 tp) / sum(2 tp + fp + fn)``, the mean diameter error of matched particles is
+    ``sum(errors) / sum(pairs)``. Each image is one independent unit. The interval is
+    the bootstrap-t of Efron & Tibshirani (1993, ch. 12.5): images are resampled, each
+    replicate is studentized by its own linearised standard error, and the quantiles of
+    those t values replace the normal ones. Unlike the percentile interval it accounts
+    for a sample whose standard error is small *because* it missed the rare images that
+    carry large errors (heavy-tailed images), the common case with 20-50 micrographs.
+
+    Parameters
+    ----------
+    numerators, denominators : array_like of float, shape (G,)
+        Per-image totals (G >= 2 images); the denominators must not all be zero.
+    kind : {"confidence", "replication"}, optional
+        ``"confidence"``: where the pooled value of the population of images like these
+        lies. ``"replication"``: where the value of an independent study of the same
+        number of images should fall (the studentized interval widened by sqrt(2),
+        since both studies carry sampling error; Cumming & Maillardet, Psychol. Methods
+        11 (2006) 217). This is the interval to compare with a new test set.
+    confidence : float, optional
+        Two-sided level. Default 0.95.
+    n_resamples : int, optional
+        Bootstrap replicates. Default 2000.
+    seed : int or numpy.random.Generator, optional
+        Seed of the resampling.
+
+    Returns
+    -------
+    Interval
+        ``method`` is ``"bootstrap-t"`` or ``"bootstrap-t replication"``; ``n`` is the sum
+        of the denominators, ``n_groups`` the number of images. If every image has the
+        same ratio (standard error 0) the interval is the point itself.
+
+    Notes
+    -----
+    Checked on the dev splits of ``benchmarks/stats_coverage.py`` (1200 simulated
+    images, 4000 study/fresh pairs of 30 images; BENCHMARKS.md): the percentile interval
+    widened by sqrt(2) contained the fresh F1 / diameter bias 92 % / 89 % of the time,
+    this replication interval 95 % / 92 %. With very heavy tails no interval from 30
+    images is exact; more images are the remedy.
+    """
+    confidence = _check_confidence(confidence)
+    if kind not in _RATIO_KINDS:
+        raise ValueError(f"kind must be one of {_RATIO_KINDS}, got {kind!r}.")
+    a = np.asarray(numerators, dtype=np.float64).ravel()
+    b = np.asarray(denominators, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"numerators ({a.size}) and denominators ({b.size}) need one value "
+                         "per image each.")
+    if a.size < 2:
+        raise ValueError(f"need at least 2 images for an interval, got {a.size}.")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))) or b.sum() <= 0:
+        raise ValueError("numerators and denominators must be finite, with a positive sum of "
+                         "denominators.")
+    ratio, se = _ratio_se(a, b)
+    method = "bootstrap-t" + (" replication" if kind == "replication" else "")
+    n, g = float(b.sum()), a.size
+    if not se > 0:
+        return Interval(float(ratio), float(ratio), float(ratio), confidence, int(round(n)), g,
+                        method, int(n_resamples))
+    draws = _rng(seed).integers(0, g, size=(int(n_resamples), g))
+    boot_ratio, boot_se = _ratio_se(a[draws], b[draws])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_values = (boot_ratio - ratio) / boot_se
+    t_values = t_values[np.isfinite(t_values)]
+    alpha = (1.0 - confidence) / 2.0
+    t_low, t_high = np.quantile(t_values, [alpha, 1.0 - alpha])
+    widen = np.sqrt(2.0) if kind == "replication" else 1.0
+    return Interval(float(ratio), float(ratio - widen * t_high * se),
+                    float(ratio - widen * t_low * se), confidence, int(round(n)), g, method,
+                    int(n_resamples))

@@ -23,7 +23,7 @@ from etem_helpers.measure import measure_particles
 from etem_helpers.metrics import match_instances
 
 from .agreement import bland_altman, tost
-from .bootstrap import cluster_bootstrap, detection_intervals
+from .bootstrap import cluster_bootstrap, detection_intervals, ratio_interval
 from .distributions import ks_two_sample, wasserstein_nm
 
 __all__ = [
@@ -203,10 +203,28 @@ def compare_methods(
     )
 
 
-def _row(method, metric, unit, iv) -> dict:
+def _row(method, metric, unit, iv, replication=(np.nan, np.nan)) -> dict:
     return {"method": method, "metric": metric, "unit": unit, "estimate": iv.estimate,
-            "ci_low": iv.ci_low, "ci_high": iv.ci_high, "n": iv.n, "n_images": iv.n_groups,
+            "ci_low": iv.ci_low, "ci_high": iv.ci_high, "rep_low": replication[0],
+            "rep_high": replication[1], "n": iv.n, "n_images": iv.n_groups,
             "interval": f"{iv.method}, image-level" if iv.n_resamples else iv.method}
+
+
+def _replication(numerators, denominators, transform=None, **bootstrap) -> tuple:
+    """Bootstrap-t replication limits of a pooled ratio of per-image totals (NaN if undefined)."""
+    try:
+        iv = ratio_interval(numerators, denominators, kind="replication", **bootstrap)
+    except ValueError:
+        return np.nan, np.nan
+    if transform is not None:
+        return transform(iv.ci_low), transform(iv.ci_high)
+    return iv.ci_low, iv.ci_high
+
+
+def _ratio_parts(per_image: pd.DataFrame) -> dict:
+    """Per-image (numerator, denominator) of each pooled metric from summed columns."""
+    tp, fp, fn = (per_image[c].to_numpy(float) for c in ("tp", "fp", "fn"))
+    return {"precision": (tp, tp + fp), "recall": (tp, tp + fn), "f1": (2 * tp, 2 * tp + fp + fn)}
 
 
 def summarize_comparison(
@@ -237,16 +255,24 @@ def summarize_comparison(
     pandas.DataFrame
         Long table: ``method``, ``metric`` (precision, recall, f1, bias, mae, rmse,
         loa_low, loa_high, n_matched), ``unit``, ``estimate``, ``ci_low``, ``ci_high``,
-        ``n``, ``n_images``, ``interval``. Limits of agreement carry the exact
-        normal-theory interval (Carkeet), which treats particles as independent.
+        ``rep_low``, ``rep_high``, ``n``, ``n_images``, ``interval``. ``ci_*`` is the
+        percentile image-level bootstrap confidence interval; ``rep_*`` the 95 %
+        *replication* interval of the pooled ratios (precision to rmse: where the value of
+        an independent test set of as many images should fall; bootstrap-t, see
+        :func:`etem_helpers.stats.ratio_interval`). Limits of agreement carry the exact
+        normal-theory interval (Carkeet), which treats particles as independent, and no
+        replication interval.
     """
     rows = []
     for method in tables.methods:
         det = tables.detections[tables.detections["method"] == method]
         scores = detection_intervals(det, n_resamples=n_resamples, confidence=confidence,
                                   seed=seed)
+        bootstrap = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
+        parts = _ratio_parts(det)
         for name in ("precision", "recall", "f1"):
-            rows.append(_row(method, name, "", getattr(scores, name)))
+            rows.append(_row(method, name, "", getattr(scores, name),
+                             _replication(*parts[name], **bootstrap)))
         sel = tables.particles
         sel = sel[(sel["method"] == method) & sel["matched"] & (sel["quantity"] == quantity)]
         if exclude_border:
@@ -257,14 +283,20 @@ def summarize_comparison(
             continue
         err = (sel["measured"] - sel["reference"]).rename("error").to_frame()
         err["image"] = sel["image"].to_numpy()
-        for metric, stat in (
-            ("bias", lambda t: float(t["error"].mean())),
-            ("mae", lambda t: float(t["error"].abs().mean())),
-            ("rmse", lambda t: float(np.sqrt((t["error"] ** 2).mean()))),
+        per_image = err.assign(abs=err["error"].abs(), sq=err["error"] ** 2,
+                               count=1.0).groupby("image")[["error", "abs", "sq", "count"]].sum()
+        count = per_image["count"].to_numpy()
+        for metric, stat, column, transform in (
+            ("bias", lambda t: float(t["error"].mean()), "error", None),
+            ("mae", lambda t: float(t["error"].abs().mean()), "abs", None),
+            ("rmse", lambda t: float(np.sqrt((t["error"] ** 2).mean())), "sq",
+             lambda v: float(np.sqrt(max(v, 0.0)))),
         ):
             iv = cluster_bootstrap(err, stat, n_resamples=n_resamples, confidence=confidence,
                                    seed=seed)
-            rows.append(_row(method, metric, unit, iv))
+            rows.append(_row(method, metric, unit, iv,
+                             _replication(per_image[column].to_numpy(), count, transform,
+                                          **bootstrap)))
         ba = bland_altman(sel["measured"], sel["reference"], confidence=confidence)
         n_img = int(sel["image"].nunique())
         for metric, est, ci in (("loa_low", ba.loa_low, ba.loa_low_ci),
