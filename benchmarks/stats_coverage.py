@@ -36,7 +36,7 @@ replication interval targets 95 % (9 of 10 with probability about 0.91).
 alternative added after the first run (seeds 1000-1019) found the percentile intervals too narrow;
 it is judged only on seeds not used before (``--seed-base 3000``).
 
-Third run (rule written 2026-11-30 10:50, before the run). Runs 1 and 2 (seeds 1000-1019 and
+Third run (rule written 2026-11-30 10:19, before the run). Runs 1 and 2 (seeds 1000-1019 and
 3000-3019) are now *development* data: on their 1200 images, 4000 random study/fresh pairs of
 30 images showed the percentile interval widened by sqrt(2) covering the fresh F1 / bias 92 % /
 89 % of the time, and the bootstrap-t replication interval of the pooled ratio
