@@ -253,6 +253,9 @@ def _check_06(results):
         if all(v is not None and math.isfinite(v) for v in row.values()) and not key.endswith(("loa_low",
                                                                                                "loa_high")):
             assert row["ci_low"] <= row["estimate"] <= row["ci_high"], key
+            assert row["rep_low"] <= row["estimate"] <= row["rep_high"], key
+    unet_f1 = results["summary"]["U-Net|f1"]
+    assert results["f1_replication"] == [unet_f1["rep_low"], unet_f1["rep_high"]]
     assert results["budget"]["expanded"] >= results["budget"]["combined"] > 0
     assert results["real_available"] == SHARED_REAL.is_dir()
     if results["real_available"]:
