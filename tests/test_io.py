@@ -754,6 +754,29 @@ def test_replace_atomically_keeps_the_target_when_the_write_fails(tmp_path):
     assert target.read_text() == "new" and sorted(tmp_path.iterdir()) == [target]
 
 
+def test_replace_atomically_gives_ordinary_permissions(tmp_path):
+    """A temporary file is private (0600); the written file must not stay so."""
+    import os
+    import stat
+
+    from etem_helpers.io import replace_atomically
+
+    umask = os.umask(0o022)
+    try:
+        fresh = tmp_path / "fresh.json"
+        with replace_atomically(fresh) as tmp:
+            tmp.write_text("{}")
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o644
+        kept = tmp_path / "kept.json"
+        kept.write_text("{}")
+        kept.chmod(0o640)
+        with replace_atomically(kept) as tmp:
+            tmp.write_text("[]")
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o640
+    finally:
+        os.umask(umask)
+
+
 def test_read_settings_merges_over_defaults_and_refuses_typos(tmp_path):
     from etem_helpers.io import read_settings
 

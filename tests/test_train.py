@@ -214,6 +214,8 @@ def test_cli_trains_and_writes_a_loadable_checkpoint(tmp_path):
     assert card.pixel_size_nm == pytest.approx(0.5)
     assert card.normalization.method == "percentile"
     assert 0 <= card.metrics["test_dice"] <= 1
+    low, high = card.diameter_range_px  # the training particles' sizes in px, for analysis
+    assert 0 < low <= high < 96
     assert json.loads((tmp_path / "model.history.json").read_text())["epoch"] == [1]
     with pytest.raises(FileExistsError, match="overwrite"):
         main(["--config", str(config_path), "--out", str(out), "--no-progress"])

@@ -12,6 +12,7 @@ import contextlib
 import copy
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -35,6 +36,15 @@ def as_path(path: Any, *, argument: str = "path") -> Path:
     )
 
 
+def _file_mode(path: Path) -> int:
+    """Permissions for ``path``: those of the existing file, else 0666 less the umask."""
+    if path.exists():
+        return stat.S_IMODE(path.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def replace_atomically(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``.
@@ -42,7 +52,8 @@ def replace_atomically(path: str | os.PathLike) -> Iterator[Path]:
     The temporary file has the target's extension (so format-by-extension writers and readers
     work on it) and lives in the same folder (so the final :func:`os.replace` is atomic). If
     the ``with`` block raises, the temporary file is removed and ``path`` is left as it was.
-    The parent folder is created.
+    The parent folder is created. The file gets the permissions of the file it replaces, or
+    the usual ones for a new file (0666 less the umask), not the private 0600 of a temp file.
 
     Examples
     --------
@@ -56,6 +67,7 @@ def replace_atomically(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _file_mode(path))
         os.replace(tmp, path)
     finally:
         if tmp.exists():

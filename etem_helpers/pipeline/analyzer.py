@@ -5,7 +5,9 @@ and the analysis settings, and runs each image through the same stages, each one
 its own package::
 
     image or file ──read_input──> image + pixel_size_nm (+ where the calibration came from)
-      └─ plan_resampling / resample_to_pixel_size (only outside the model's pixel-size range)
+      └─ plan_resampling / resample_to_pixel_size (only outside the model's pixel-size range,
+         and not for a coarse image whose particles already have trained sizes in pixels:
+         plan_by_particle_size after a first pass at its own pixel size)
          └─ has_contrast? (a degenerate frame gives no particles) ── Normalization.apply
             └─ predict_probabilities (tiled; foreground + contact boundary)
                └─ probabilities_to_instances (split touching particles, filter size/confidence)
@@ -43,7 +45,13 @@ from etem_helpers.measure import (
 )
 from etem_helpers.pipeline.result import AnalysisResult
 from etem_helpers.preprocess.annotations import drop_masked_particles, strip_annotations
-from etem_helpers.preprocess.resample import map_to_grid, plan_resampling, resample_to_pixel_size
+from etem_helpers.preprocess.resample import (
+    MIN_RESAMPLED_SIDE_PX,
+    map_to_grid,
+    plan_by_particle_size,
+    plan_resampling,
+    resample_to_pixel_size,
+)
 from etem_helpers.preprocess.tiles import tile_positions
 from etem_helpers.preprocess.validate import has_contrast, read_input
 from etem_helpers.segmentation.checkpoint import (
@@ -62,6 +70,7 @@ from etem_helpers.segmentation.predict import (
     inference_tile_shape,
     predict_probabilities,
 )
+from etem_helpers.segmentation.scale import equivalent_diameters_px
 from etem_helpers.simulate.params import MATERIALS
 from etem_helpers.sizing import ESTIMATORS, estimate_sizes
 from etem_helpers.sizing.featurenet import load_featurenet
@@ -168,6 +177,12 @@ def _check_fraction(name: str, value, *, closed: bool) -> None:
         raise ValueError(f"{name}={value!r} must be a number in {interval} or None.")
 
 
+#: How an image outside the model's pixel-size range is handled: ``"particles"`` keeps it at
+#: its own pixel size when a first pass finds particles of the sizes in pixels the model was
+#: trained on (``ModelCard.diameter_range_px``), ``"pixel_size"`` always resamples to the range.
+SCALE_MODES = ("particles", "pixel_size")
+
+
 @dataclass(frozen=True)
 class AnalyzerSettings:
     """How an :class:`Analyzer` runs (see :func:`analyze` for each setting's meaning)."""
@@ -185,8 +200,11 @@ class AnalyzerSettings:
     material: str | None = None
     annotations: bool = True
     size_estimator: str | None = "featurenet"
+    scale: str = "particles"
 
     def __post_init__(self) -> None:
+        if self.scale not in SCALE_MODES:
+            raise ValueError(f"scale={self.scale!r} is not known; use one of {SCALE_MODES}.")
         _check_fraction("threshold", self.threshold, closed=False)
         _check_fraction("min_confidence", self.min_confidence, closed=True)
         if self.min_diameter_nm is not None:
@@ -281,24 +299,24 @@ class Analyzer:
         given = self._read(image, pixel_size_nm, scale_bar_nm)
         array, pixel_size_nm = given.image, given.pixel_size_nm
         timer.lap("read")
-        plan, work, prediction_pixel_size_nm = self._resample(array, pixel_size_nm)
+        info: dict[str, Any] = {}
+        constant = not has_contrast(array)
+        plan, native = self._plan(array, pixel_size_nm, info, timer, probe=not constant)
+        work, prediction_pixel_size_nm = self._resample(array, plan)
         timer.lap("resample")
-        info = {**self._base_info(plan, prediction_pixel_size_nm), **given.info}
-        info["constant_image"] = not has_contrast(work)
+        info = {**self._base_info(plan, prediction_pixel_size_nm), **info, **given.info}
+        info["constant_image"] = constant or not has_contrast(work)
         if info["constant_image"]:
             # A blank, saturated or hot-pixel frame: no contrast to find particles in (a network
             # would answer the same everywhere, so its output would be meaningless).
             labels = np.zeros(array.shape, dtype=np.int32)
             probability = np.zeros(array.shape, dtype=np.float32)
         else:
-            normalized = self.card.normalization.apply(work)
+            if native is not None:  # the first pass at the image's own pixel size is the result
+                labels, probabilities = native
+            else:
+                labels, probabilities = self._segment(work, prediction_pixel_size_nm, info, timer)
             del work
-            timer.lap("normalize")
-            probabilities = self._predict(normalized, info)
-            del normalized
-            timer.lap("predict")
-            labels = self._instances(probabilities, prediction_pixel_size_nm, info)
-            timer.lap("split")
             labels, probability = self._map_back(labels, probabilities[0], plan, array.shape)
             del probabilities
             if given.mask is not None:  # nothing is reported on a scale bar, text or data strip
@@ -343,15 +361,60 @@ class Analyzer:
         mask = stripped.annotations.mask if stripped.annotations.found else None
         return _Input(stripped.image, pixel_size_nm, source, mask, info)
 
-    def _resample(self, array: np.ndarray, pixel_size_nm: float):
-        """(plan, image on the model's grid, its pixel size): resampled only outside the range."""
-        plan = plan_resampling(array.shape, pixel_size_nm, self.card.pixel_size_range_nm)
+    def _plan(self, array: np.ndarray, pixel_size_nm: float, info: dict, timer: _Timer, *,
+              probe: bool):
+        """(plan, native result or None): resample only where the network needs it.
+
+        Inside the model's pixel-size range the image is used as it is. A *coarser* image is
+        first segmented at its own pixel size (``scale="particles"``, the model card knowing
+        its trained particle sizes in px): when the particles found there have trained sizes,
+        that pass is the result and nothing is resampled. Otherwise (or for finer images)
+        the image is resampled to the nearest end of the range, which refuses factors beyond
+        ``MAX_RESAMPLING_FACTOR`` unless the first pass accepted the image.
+        """
+        try:
+            plan, refused = plan_resampling(array.shape, pixel_size_nm,
+                                            self.card.pixel_size_range_nm), None
+        except ValueError as error:
+            plan, refused = None, error
+        coarse = pixel_size_nm > self.card.pixel_size_range_nm[1]
+        trained_px = self.card.diameter_range_px
+        if (probe and coarse and trained_px is not None and self.settings.scale == "particles"
+                and min(array.shape) >= MIN_RESAMPLED_SIDE_PX):
+            labels, probabilities = self._segment(array, pixel_size_nm, info, timer)
+            diameters = equivalent_diameters_px(labels)
+            info["particle_scale"] = {
+                "first_pass_pixel_size_nm": float(pixel_size_nm), "n_particles": int(diameters.size),
+                "median_diameter_px": float(np.median(diameters)) if diameters.size else None,
+                "trained_diameter_range_px": list(trained_px)}
+            sized = plan_by_particle_size(array.shape, pixel_size_nm, diameters, trained_px)
+            if sized is not None:
+                return sized, (labels, probabilities)
+        if refused is not None:
+            raise refused
+        return plan, None
+
+    @staticmethod
+    def _resample(array: np.ndarray, plan):
+        """(image on the prediction grid, its pixel size) for a plan."""
         if not plan["resample"]:
-            return plan, array, pixel_size_nm
-        work, achieved = resample_to_pixel_size(array, pixel_size_nm, plan["target_pixel_size_nm"])
+            return array, plan["pixel_size_nm"]
+        work, achieved = resample_to_pixel_size(array, plan["pixel_size_nm"],
+                                                plan["target_pixel_size_nm"])
         plan.update(achieved_pixel_size_nm=float(achieved),
                     resampled_shape=tuple(int(n) for n in work.shape))
-        return plan, work, achieved
+        return work, achieved
+
+    def _segment(self, work: np.ndarray, pixel_size_nm: float, info: dict, timer: _Timer):
+        """(instance labels, (2, H, W) probabilities) of an image on the prediction grid."""
+        normalized = self.card.normalization.apply(work)
+        timer.lap("normalize")
+        probabilities = self._predict(normalized, info)
+        del normalized
+        timer.lap("predict")
+        labels = self._instances(probabilities, pixel_size_nm, info)
+        timer.lap("split")
+        return labels, probabilities
 
     def _predict(self, normalized: np.ndarray, info: dict) -> np.ndarray:
         """(2, H, W) foreground and boundary probabilities by tiled inference."""
@@ -482,7 +545,7 @@ class _Timer:
 
     def lap(self, stage: str) -> None:
         now = time.perf_counter()
-        self.timing[stage] = round(now - self.clock, 4)
+        self.timing[stage] = round(self.timing.get(stage, 0.0) + now - self.clock, 4)
         self.clock = now
 
     def total(self) -> dict[str, float]:
@@ -552,7 +615,11 @@ def analyze(image, pixel_size_nm: float | None = None, *, scale_bar_nm: float | 
         uncertainties, the fastest), ``annotations`` (True:
         find burned-in scale bars, their text and data strips, replace them before the
         prediction and report no particle on them; ``info["annotations"]`` says what was
-        masked; :mod:`etem_helpers.preprocess.annotations`).
+        masked; :mod:`etem_helpers.preprocess.annotations`), ``scale`` ("particles" (default):
+        an image coarser than the model's pixel-size range is first segmented at its own
+        pixel size and kept there when its particles have the sizes in pixels the model was
+        trained on, ``info["particle_scale"]``; "pixel_size": always resampled into the
+        range, as before).
 
     Returns
     -------

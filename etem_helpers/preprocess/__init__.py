@@ -5,7 +5,12 @@ all call these.
 """
 
 from .normalize import Normalization, normalize_image
-from .resample import ResamplingPlan, plan_resampling, resample_to_pixel_size
+from .resample import (
+    ResamplingPlan,
+    plan_by_particle_size,
+    plan_resampling,
+    resample_to_pixel_size,
+)
 from .tiles import TileStitcher, iter_tiles, stitch_tiles, tile_image, tile_positions
 from .validate import check_image
 
@@ -16,6 +21,7 @@ __all__ = [
     "check_image",
     "iter_tiles",
     "normalize_image",
+    "plan_by_particle_size",
     "plan_resampling",
     "resample_to_pixel_size",
     "stitch_tiles",

@@ -206,6 +206,61 @@ def plan_resampling(
     return plan
 
 
+def plan_by_particle_size(
+    image_shape, pixel_size_nm: float, diameters_px, diameter_range_px, *,
+    min_particles: int = 3,
+) -> ResamplingPlan | None:
+    """Keep an image at its own pixel size when its particles already have trained sizes in px.
+
+    A network recognises particles by their size in pixels. If a first pass at the image's
+    own pixel size finds particles whose median equivalent diameter lies inside the range
+    the model was trained on (``ModelCard.diameter_range_px``), resampling would only cost
+    time (a coarse 1024² image at 7 nm/px would otherwise be blown up 7×).
+
+    Parameters
+    ----------
+    image_shape : sequence of int
+        (H, W) in pixels.
+    pixel_size_nm : float
+        Pixel size of the image, nm/px.
+    diameters_px : array_like of float
+        Equivalent diameters (px) of the particles the first pass found (not cut by the
+        border).
+    diameter_range_px : (float, float)
+        The model's trained diameter range in pixels.
+    min_particles : int, optional
+        Fewest particles for a decision. Default 3.
+
+    Returns
+    -------
+    ResamplingPlan or None
+        A plan without resampling (with ``median_diameter_px`` and the reason) when the
+        median is inside the range; None when there are too few particles or the median is
+        outside the range (then resample by pixel size: :func:`plan_resampling`).
+    """
+    d = np.asarray(diameters_px, dtype=np.float64).ravel()
+    d = d[np.isfinite(d) & (d > 0)]
+    low, high = (float(v) for v in diameter_range_px)
+    if d.size < max(int(min_particles), 1):
+        return None
+    median = float(np.median(d))
+    if not low <= median <= high:
+        return None
+    height, width = (int(n) for n in tuple(image_shape)[-2:])
+    return ResamplingPlan(
+        resample=False,
+        pixel_size_nm=float(pixel_size_nm),
+        target_pixel_size_nm=float(pixel_size_nm),
+        factor=1.0,
+        shape=(height, width),
+        median_diameter_px=median,
+        n_particles=int(d.size),
+        reason=f"{pixel_size_nm:.4g} nm/px is outside the model's pixel-size range, but its "
+        f"particles (median {median:.1f} px across, {d.size} found at this pixel size) are "
+        f"inside the {low:.0f}–{high:.0f} px the model was trained on: image used as it is",
+    )
+
+
 def map_to_grid(
     array: np.ndarray, zoom: float, shape: tuple[int, int], *, is_label: bool
 ) -> np.ndarray:

@@ -133,6 +133,11 @@ class ModelCard:
         Training configuration, for provenance and for re-creating the data.
     etem_helpers_version, torch_version : str
         Versions that wrote the file (filled in by :func:`save_checkpoint`).
+    diameter_range_px : (float, float) or None
+        5th and 95th percentile of the training particles' equivalent diameters in pixels,
+        as the network saw them (:mod:`etem_helpers.segmentation.scale`): the particle sizes
+        it can recognise. None for cards written before it existed (then images outside
+        ``pixel_size_range_nm`` are resampled by pixel size alone).
     """
 
     preset: str
@@ -145,8 +150,15 @@ class ModelCard:
     config: Mapping[str, Any] = field(default_factory=dict)
     etem_helpers_version: str = __version__
     torch_version: str = ""
+    diameter_range_px: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
+        if self.diameter_range_px is not None:
+            low, high = (float(v) for v in self.diameter_range_px)
+            if not 0 < low <= high:
+                raise ValueError(f"diameter_range_px={self.diameter_range_px!r} must be (low, "
+                                 "high) in pixels with 0 < low <= high, or None.")
+            object.__setattr__(self, "diameter_range_px", (low, high))
         _preset_kwargs(self.preset)
         if isinstance(self.normalization, Mapping):
             object.__setattr__(self, "normalization", Normalization.from_dict(self.normalization))
@@ -174,6 +186,8 @@ class ModelCard:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["normalization"] = self.normalization.to_dict()
         out["pixel_size_range_nm"] = list(self.pixel_size_range_nm)
+        if self.diameter_range_px is not None:
+            out["diameter_range_px"] = list(self.diameter_range_px)
         out["architecture"] = _plain(PRESETS[self.preset], "architecture")
         return out
 

@@ -39,6 +39,7 @@ from etem_helpers.segmentation.data import SegmentationDataset
 from etem_helpers.segmentation.model import build_unet, dice_bce_loss
 from etem_helpers.segmentation.postprocess import DEFAULT_POSTPROCESS, tune_postprocess
 from etem_helpers.segmentation.predict import predict_probabilities
+from etem_helpers.segmentation.scale import dataset_diameter_range_px
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -615,6 +616,8 @@ def run_training(
         metrics=metrics,
         config={**config, "dataset_dir": str(dataset_dir), "split": split},
         postprocess=postprocess or {},
+        diameter_range_px=dataset_diameter_range_px(
+            dataset_dir, split["train"], target_pixel_size_nm=config["target_pixel_size_nm"]),
     )
     checkpoint_path = save_checkpoint(out_path, model, card, overwrite=overwrite)
     history_path.write_text(json.dumps(history, indent=2))

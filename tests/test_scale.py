@@ -1,0 +1,116 @@
+"""Scale by what the network sees: trained particle sizes in px and the resampling decision."""
+
+import json
+
+import numpy as np
+import pytest
+
+from etem_helpers.preprocess import plan_by_particle_size, plan_resampling
+from etem_helpers.segmentation.scale import (
+    dataset_diameter_range_px,
+    diameter_range_px,
+    equivalent_diameters_px,
+)
+
+
+def _disks(shape, centres_radii):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    labels = np.zeros(shape, dtype=np.int32)
+    for k, (cy, cx, r) in enumerate(centres_radii, start=1):
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= r**2] = k
+    return labels
+
+
+def test_equivalent_diameters_leave_out_border_particles():
+    labels = _disks((100, 100), [(50, 50, 10), (20, 70, 5), (0, 0, 6)])
+    d = equivalent_diameters_px(labels)
+    assert d.shape == (2,)
+    assert d == pytest.approx([20.0, 10.0], rel=0.05)
+    assert equivalent_diameters_px(labels, exclude_border=False).shape == (3,)
+    assert equivalent_diameters_px(np.zeros((8, 8), int)).size == 0
+    with pytest.raises(ValueError, match="2-D"):
+        equivalent_diameters_px(np.zeros(8, int))
+
+
+def test_diameter_range_quantiles_and_errors():
+    assert diameter_range_px(np.arange(1, 101), (0.0, 1.0)) == (1.0, 100.0)
+    low, high = diameter_range_px(np.arange(1, 101))
+    assert low == pytest.approx(5.95) and high == pytest.approx(95.05)
+    with pytest.raises(ValueError, match="no finite positive"):
+        diameter_range_px([np.nan, 0.0])
+    with pytest.raises(ValueError, match="quantiles"):
+        diameter_range_px([1.0, 2.0], (0.9, 0.1))
+
+
+def test_dataset_range_reads_the_labels_of_the_training_split(tmp_path):
+    import tifffile
+
+    (tmp_path / "labels").mkdir()
+    rows = []
+    for k, radius in enumerate((4, 8, 16)):
+        mid = f"m{k}"
+        tifffile.imwrite(tmp_path / "labels" / f"{mid}.tif",
+                         _disks((80, 80), [(40, 40, radius)]).astype(np.uint16))
+        rows.append(f"{mid},images/{mid}.mrc,labels/{mid}.tif,0.5")
+    (tmp_path / "manifest.csv").write_text("micrograph_id,image_path,labels_path,pixel_size_nm\n"
+                                           + "\n".join(rows) + "\n")
+    everything = dataset_diameter_range_px(tmp_path, quantiles=(0.0, 1.0))
+    assert everything == pytest.approx((8.0, 32.0), rel=0.05)
+    assert dataset_diameter_range_px(tmp_path, ["m0"], quantiles=(0.0, 1.0)) == pytest.approx(
+        (8.0, 8.0), rel=0.05)
+    # Trained at 1 nm/px: the 0.5 nm/px diameters are halved.
+    assert dataset_diameter_range_px(tmp_path, ["m2"], target_pixel_size_nm=1.0,
+                                     quantiles=(0.0, 1.0)) == pytest.approx((16.0, 16.0), rel=0.05)
+    with pytest.raises(ValueError, match="not in"):
+        dataset_diameter_range_px(tmp_path, ["nope"])
+
+
+def test_plan_by_particle_size_keeps_trained_sizes_native():
+    plan = plan_by_particle_size((1024, 768), 7.3, [30.0, 40.0, 55.0], (18.0, 115.0))
+    assert plan is not None and not plan["resample"]
+    assert plan["median_diameter_px"] == 40.0 and plan["n_particles"] == 3
+    assert "7.3 nm/px" in plan["reason"] and "18–115 px" in plan["reason"]
+    # Too few particles, or particles smaller than trained: no decision (resample by nm/px).
+    assert plan_by_particle_size((1024, 768), 7.3, [30.0, 40.0], (18.0, 115.0)) is None
+    assert plan_by_particle_size((1024, 768), 7.3, [5.0, 6.0, 9.0], (18.0, 115.0)) is None
+    assert plan_by_particle_size((1024, 768), 7.3, [300.0, 400.0, 500.0], (18.0, 115.0)) is None
+    # The pixel-size plan of the same image would blow it up 7.3x.
+    assert plan_resampling((1024, 768), 7.3, (0.025, 1.0))["factor"] == pytest.approx(7.3)
+
+
+def test_model_card_diameter_range_round_trip_and_validation():
+    from etem_helpers.segmentation import load_checkpoint
+    from etem_helpers.segmentation.checkpoint import DEFAULT_MODEL_PATH, ModelCard
+
+    _, card = load_checkpoint(DEFAULT_MODEL_PATH)
+    low, high = card.diameter_range_px
+    assert 5 < low < high < 300  # the shipped model knows what it was trained on
+    again = ModelCard.from_dict(json.loads(json.dumps(card.to_dict())))
+    assert again.diameter_range_px == card.diameter_range_px
+    assert card.replace(diameter_range_px=None).to_dict().get("diameter_range_px") is None
+    with pytest.raises(ValueError, match="diameter_range_px"):
+        card.replace(diameter_range_px=(20.0, 10.0))
+
+
+def test_a_coarse_image_with_trained_particle_sizes_is_analysed_at_its_own_pixel_size():
+    """Same pixels, declared 0.5 nm/px (inside the range) or 7.3 nm/px (outside): the network
+    sees the same particles, so the labels are identical and nothing is resampled."""
+    from etem_helpers.pipeline import Analyzer
+    from etem_helpers.simulate import SimulationParams, simulate_micrograph
+
+    params = SimulationParams(regime="lowmag", image_size_px=256, pixel_size_nm=0.5,
+                              n_particles=8, kinds=("round",), diameter_range_nm=(12.0, 20.0))
+    image = simulate_micrograph(params, seed=3).image
+    settings = {"size_estimator": None, "faults": False, "annotations": False}
+    fine = Analyzer(device="cpu", **settings)(image, 0.5)
+    coarse = Analyzer(device="cpu", **settings)(image, 7.3)
+    assert fine.labels.max() >= 3
+    assert not coarse.info["resampling"]["resample"]
+    assert coarse.info["particle_scale"]["n_particles"] >= 3
+    np.testing.assert_array_equal(coarse.labels, fine.labels)
+    assert coarse.particles["diameter_nm"].to_numpy() == pytest.approx(
+        fine.particles["diameter_nm"].to_numpy() * 7.3 / 0.5)
+    old = Analyzer(device="cpu", scale="pixel_size", **settings)
+    assert old(image[:64, :64], 7.3).info["resampling"]["resample"]
+    with pytest.raises(ValueError, match="scale"):
+        Analyzer(device="cpu", scale="nm", **settings)
