@@ -55,7 +55,12 @@ from etem_helpers.segmentation.checkpoint import (
     model_file,
 )
 from etem_helpers.segmentation.model import _size_multiple
-from etem_helpers.segmentation.postprocess import postprocess_settings, probabilities_to_instances
+from etem_helpers.segmentation.postprocess import (
+    VISIBILITY_FLOOR_PX,
+    filter_visible,
+    postprocess_settings,
+    probabilities_to_instances,
+)
 from etem_helpers.segmentation.predict import (
     auto_tile_px,
     fuse_for_inference,
@@ -179,6 +184,8 @@ class AnalyzerSettings:
     batch_size: int | None = None
     min_diameter_nm: float | None = None
     min_confidence: float | None = None
+    min_snr: float | None = None
+    h_fraction: float | None = None
     precision: str = "auto"
     progress: bool = False
     faults: bool = True
@@ -189,11 +196,21 @@ class AnalyzerSettings:
     def __post_init__(self) -> None:
         _check_fraction("threshold", self.threshold, closed=False)
         _check_fraction("min_confidence", self.min_confidence, closed=True)
+        if self.h_fraction is not None and not (
+                isinstance(self.h_fraction, int | float) and not isinstance(self.h_fraction, bool)
+                and 0.0 < self.h_fraction <= 1.0):
+            raise ValueError(f"h_fraction={self.h_fraction!r} must be a number in (0, 1] or None "
+                             "(the model's own).")
         if self.min_diameter_nm is not None:
             object.__setattr__(self, "min_diameter_nm", validate_pixel_size(
                 self.min_diameter_nm, argument="min_diameter_nm",
                 quantity="the smallest particle diameter to keep as a finite positive number "
                 "in nm"))
+        if self.min_snr is not None:
+            number = isinstance(self.min_snr, int | float) and not isinstance(self.min_snr, bool)
+            if not (number and math.isfinite(self.min_snr) and self.min_snr > 0):
+                raise ValueError(f"min_snr={self.min_snr!r} must be a finite number > 0 (Rose's "
+                                 "criterion: 5) or None (keep the model's smallest area).")
         for name in ("tile_px", "overlap_px", "batch_size"):
             value = getattr(self, name)
             if value is None and name != "overlap_px":
@@ -249,7 +266,7 @@ class Analyzer:
         self._load_task_models()
         self.postprocess = postprocess_settings(
             self.card.postprocess, threshold=self.settings.threshold,
-            min_confidence=self.settings.min_confidence,
+            min_confidence=self.settings.min_confidence, h_fraction=self.settings.h_fraction,
         )
 
     def _load_task_models(self) -> None:
@@ -295,9 +312,11 @@ class Analyzer:
             del work
             timer.lap("normalize")
             probabilities = self._predict(normalized, info)
-            del normalized
             timer.lap("predict")
-            labels = self._instances(probabilities, prediction_pixel_size_nm, info)
+            zoom = pixel_size_nm / prediction_pixel_size_nm
+            labels = self._instances(probabilities, prediction_pixel_size_nm, info,
+                                     image=normalized, zoom=zoom)
+            del normalized
             timer.lap("split")
             labels, probability = self._map_back(labels, probabilities[0], plan, array.shape)
             del probabilities
@@ -378,13 +397,30 @@ class Analyzer:
                     overlap_px=overlap, n_tiles=int(n_tiles))
         return probabilities
 
-    def _instances(self, probabilities, prediction_pixel_size_nm: float, info: dict) -> np.ndarray:
-        """Instance labels on the prediction grid (touching particles split, small/unsure removed)."""
+    def _instances(self, probabilities, prediction_pixel_size_nm: float, info: dict, *,
+                   image: np.ndarray, zoom: float = 1.0) -> np.ndarray:
+        """Instance labels on the prediction grid (touching particles split, small/unsure removed).
+
+        ``image`` is the (normalised) micrograph on the prediction grid, ``zoom`` the original
+        pixel size over the prediction pixel size (> 1 when upsampled). With ``min_snr`` the
+        smallest area becomes :data:`VISIBILITY_FLOOR_PX` pixels of the original grid (or
+        ``min_diameter_nm``) and the visibility filter decides (:func:`filter_visible`).
+        """
         settings = dict(self.postprocess)
+        min_snr = self.settings.min_snr
         if self.settings.min_diameter_nm is not None:
             radius_px = 0.5 * self.settings.min_diameter_nm / prediction_pixel_size_nm
             settings["min_size_px"] = max(1, math.ceil(math.pi * radius_px**2))
+        elif min_snr is not None:
+            settings["min_size_px"] = max(1, math.ceil(VISIBILITY_FLOOR_PX * zoom**2))
         labels = probabilities_to_instances(probabilities[0], probabilities[1], **settings)
+        if min_snr is not None:
+            n_candidates = int(labels.max(initial=0))
+            labels = filter_visible(labels, image, min_snr=min_snr, min_size_px=1,
+                                    ring_px=max(1, round(3 * zoom)))
+            info["visibility_filter"] = {
+                "min_snr": float(min_snr), "candidates": n_candidates,
+                "kept": int(labels.max(initial=0)), "ring_px": max(1, round(3 * zoom))}
         split = "blocked" if uses_blocks(labels.shape) else "whole image"
         info.update(min_size_px=int(settings["min_size_px"]), postprocess=settings, split=split)
         return labels
@@ -540,7 +576,15 @@ def analyze(image, pixel_size_nm: float | None = None, *, scale_bar_nm: float | 
         (average over 4 flips), ``threshold`` (foreground probability in (0, 1); None: the
         model's own, chosen on its validation data), ``batch_size`` (tiles per forward pass),
         ``min_diameter_nm`` (remove smaller particles; None: the model's smallest size in
-        pixels), ``min_confidence`` (0–1; None: the model's), ``precision`` ("auto",
+        pixels), ``min_confidence`` (0–1; None: the model's), ``min_snr`` (None: the model's
+        smallest area decides; a number, e.g. 5 for Rose's criterion: keep every particle of
+        at least 4 pixels whose contrast to its surrounding ring is ``min_snr`` times the
+        background noise of a particle-sized patch,
+        :func:`etem_helpers.segmentation.filter_visible`; ``info["visibility_filter"]``),
+        ``h_fraction`` ((0, 1]; None: the model's, 1 unless stored: a distance peak of height
+        ``t`` px seeds its own particle when it rises ``min(h_px, h_fraction * t)`` above the
+        saddle, so small touching particles are split, :func:`etem_helpers.segmentation.split_instances`),
+        ``precision`` ("auto",
         "float32", "bfloat16": bfloat16 on CPUs that compute it natively), ``progress``,
         ``faults`` (True: classify twins/stacking faults of lattice-resolved particles with the
         shipped classifier, :func:`etem_helpers.faults.analyze_faults`), ``material`` ("Au",

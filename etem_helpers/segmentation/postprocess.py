@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from etem_helpers.measure import uses_blocks
+from etem_helpers.measure import relabel_sequential, uses_blocks
 from etem_helpers.metrics.matching import detection_scores, instance_scores
+from etem_helpers.metrics.visibility import ROSE_THRESHOLD, particle_visibility
 from etem_helpers.segmentation.instances import (
     filter_instances,
     split_instances,
@@ -28,6 +29,8 @@ from etem_helpers.segmentation.instances import (
 __all__ = [
     "DEFAULT_POSTPROCESS",
     "POSTPROCESS_GRID",
+    "VISIBILITY_FLOOR_PX",
+    "filter_visible",
     "postprocess_settings",
     "probabilities_to_instances",
     "score_postprocess",
@@ -43,6 +46,7 @@ DEFAULT_POSTPROCESS: Mapping[str, float] = MappingProxyType(
         "h_px": 1.0,
         "min_size_px": 10,
         "min_confidence": 0.0,
+        "h_fraction": 1.0,
     }
 )
 
@@ -58,7 +62,11 @@ POSTPROCESS_GRID: Mapping[str, tuple] = MappingProxyType(
     }
 )
 
-_SPLIT_KEYS = ("threshold", "boundary_threshold", "min_distance_px", "h_px")
+_SPLIT_KEYS = ("threshold", "boundary_threshold", "min_distance_px", "h_px", "h_fraction")
+
+#: Smallest area (pixels) the visibility filter keeps: below about 4 pixels no size or shape
+#: can be measured, whatever the contrast (:func:`filter_visible`).
+VISIBILITY_FLOOR_PX = 4
 
 
 def postprocess_settings(stored: Mapping[str, Any] | None = None, **overrides) -> dict[str, Any]:
@@ -249,3 +257,73 @@ def tune_postprocess(
         if not improved:
             break
     return best, trials
+
+
+def filter_visible(
+    labels: np.ndarray,
+    image: np.ndarray,
+    *,
+    min_snr: float = ROSE_THRESHOLD,
+    min_size_px: int = VISIBILITY_FLOOR_PX,
+    ring_px: int = 3,
+) -> np.ndarray:
+    """Keep the instances that are visible by Rose's criterion, whatever their size.
+
+    Instead of a fixed smallest area, an instance is kept when its contrast to the
+    background ring around it is at least ``min_snr`` times the noise of a particle-sized
+    patch of the background (:func:`etem_helpers.metrics.visibility.particle_visibility`,
+    measured on ``image`` with every *other* instance excluded from the background), and it
+    has at least ``min_size_px`` pixels (below a few pixels no size can be measured). An
+    instance whose visibility cannot be measured (no background ring or too little
+    background, SNR NaN) is kept.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (H, W)
+        Candidate instances (0 background), e.g. :func:`probabilities_to_instances` with a
+        small ``min_size_px``.
+    image : ndarray of float, shape (H, W)
+        The micrograph on the same grid (any gain and offset; raw or normalised).
+    min_snr : float
+        Smallest contrast-to-noise ratio kept (> 0; Rose: 5, :data:`ROSE_THRESHOLD`).
+    min_size_px : int
+        Absolute floor on the area, pixels (>= 1; default :data:`VISIBILITY_FLOOR_PX`).
+    ring_px : int
+        Gap between an instance and its background ring, pixels (>= 0).
+
+    Returns
+    -------
+    ndarray of int32, shape (H, W)
+        The kept instances renumbered 1..N in the order of their old ids.
+
+    Raises
+    ------
+    ValueError
+        Shapes differ, ``min_snr`` not a finite positive number, ``min_size_px`` not an
+        integer >= 1, or ``image`` not finite.
+    """
+    labels = np.asarray(labels)
+    image = np.asarray(image)
+    if labels.ndim != 2 or image.shape != labels.shape:
+        raise ValueError(
+            f"`labels` {labels.shape} and `image` {image.shape} must be 2-D arrays of the same "
+            "shape; pass the micrograph on the grid the labels were made on."
+        )
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min(initial=0) < 0:
+        raise ValueError("`labels` must be a non-negative integer label map (0 = background).")
+    number = isinstance(min_snr, int | float | np.number) and not isinstance(min_snr, bool)
+    if not (number and np.isfinite(min_snr) and min_snr > 0):
+        raise ValueError(f"`min_snr` must be a finite number > 0 (Rose: 5); got {min_snr!r}.")
+    if isinstance(min_size_px, bool) or int(min_size_px) != min_size_px or min_size_px < 1:
+        raise ValueError(f"`min_size_px` must be an integer >= 1; got {min_size_px!r}.")
+    if not np.all(np.isfinite(image)):
+        raise ValueError("`image` contains NaN or inf; pass finite pixel values.")
+    n_ids = int(labels.max(initial=0)) + 1
+    keep = np.bincount(labels.ravel(), minlength=n_ids) >= int(min_size_px)
+    keep[0] = False
+    if keep.any():
+        table = particle_visibility(image, np.where(keep[labels], labels, 0), ring_px=ring_px)
+        ids = table["particle_id"].to_numpy(dtype=np.int64)
+        snr = table["snr"].to_numpy(dtype=np.float64)
+        keep[ids] = ~(snr < float(min_snr))  # NaN (not measurable) is kept
+    return relabel_sequential(labels, keep=keep)
