@@ -37,6 +37,10 @@ Scores (all by :func:`etem_helpers.metrics.evaluate` except the centroid match):
 Decision rules (written 2026-11-30 10:23 UTC, before any validation run of the settings):
 
 * ``min_snr`` = 5 (Rose's criterion, a priori; not tuned).
+* (Added 10:30 UTC after the first validation run, which showed that testing *every* U-Net
+  instance by its SNR lowers F1 on both splits: the Analyzer's ``min_snr`` keeps the model's
+  area filter and adds the smaller candidates that pass the SNR test; Otsu, which has no
+  tuned area, is filtered by the SNR alone. The rules below are applied to this variant.)
 * ``h_fraction`` from (1.0, 0.7, 0.5, 0.3): on the small-particle validation split (coarse
   condition, ``min_snr=5``) take the value with the highest centroid F1 among those whose
   instance F1 (IoU, all particles) on the ordinary simulated *validation* split is at most
@@ -200,7 +204,9 @@ def loss_stages(samples, *, factor: float, min_snr: float = 5.0) -> dict[str, di
     (not matched after the split, and most of its pixels in a predicted instance that also
     covers another true particle), ``area filter`` (matched after the model's smallest-area
     and confidence filter), ``visibility filter`` (matched after the 4 px floor, confidence
-    and ``min_snr`` filter). Counts for all true particles and for the visible ones.
+    and ``min_snr`` filter tested on every candidate), ``area or visible`` (the Analyzer's
+    ``min_snr`` rule: the model's area filter, plus smaller candidates down to the floor
+    that pass ``min_snr``). Counts for all true particles and for the visible ones.
     """
     from etem_helpers.metrics.matching import match_instances
     from etem_helpers.metrics.scoring import visibility_of
@@ -210,7 +216,8 @@ def loss_stages(samples, *, factor: float, min_snr: float = 5.0) -> dict[str, di
 
     analyzer = Analyzer(device="cpu", faults=False, size_estimator=None, annotations=False)
     settings = dict(analyzer.postprocess)
-    names = ("true", "covered", "split", "merged", "area filter", "visibility filter")
+    names = ("true", "covered", "split", "merged", "area filter", "visibility filter",
+             "area or visible")
     totals = {group: dict.fromkeys(names, 0) for group in ("all", "visible")}
     for _, image, truth_native, pixel_size_nm in samples:
         visible = set(visibility_of(image, truth_native)[0])
@@ -235,8 +242,11 @@ def loss_stages(samples, *, factor: float, min_snr: float = 5.0) -> dict[str, di
                 merged.add(t)
         floor_px = max(1, int(np.ceil(VISIBILITY_FLOOR_PX * float(zoom[0]) ** 2)))
         candidates = _filter(split, prob[0], {**settings, "min_size_px": floor_px})
+        ring_px = max(1, round(3 * float(zoom[0])))
         visible_kept = filter_visible(candidates, normalized, min_snr=min_snr, min_size_px=1,
-                                      ring_px=max(1, round(3 * float(zoom[0]))))
+                                      ring_px=ring_px)
+        either = filter_visible(candidates, normalized, min_snr=min_snr, min_size_px=1,
+                                ring_px=ring_px, keep_area_px=int(settings["min_size_px"]))
         sets = {
             "true": set(ids.tolist()),
             "covered": {t for t in ids.tolist() if above[t] * 2 >= area[t]},
@@ -244,6 +254,7 @@ def loss_stages(samples, *, factor: float, min_snr: float = 5.0) -> dict[str, di
             "area filter": set(match_instances(_filter(split, prob[0], settings),
                                                truth).true_ids.tolist()),
             "visibility filter": set(match_instances(visible_kept, truth).true_ids.tolist()),
+            "area or visible": set(match_instances(either, truth).true_ids.tolist()),
         }
         for name, found in sets.items():
             totals["all"][name] += len(found)

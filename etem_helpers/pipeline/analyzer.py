@@ -403,24 +403,27 @@ class Analyzer:
 
         ``image`` is the (normalised) micrograph on the prediction grid, ``zoom`` the original
         pixel size over the prediction pixel size (> 1 when upsampled). With ``min_snr`` the
-        smallest area becomes :data:`VISIBILITY_FLOOR_PX` pixels of the original grid (or
-        ``min_diameter_nm``) and the visibility filter decides (:func:`filter_visible`).
+        candidates go down to :data:`VISIBILITY_FLOOR_PX` pixels of the original grid; those
+        below the model's smallest area (or ``min_diameter_nm``) are kept only when visible
+        by Rose's criterion (:func:`filter_visible` with ``keep_area_px``).
         """
         settings = dict(self.postprocess)
         min_snr = self.settings.min_snr
         if self.settings.min_diameter_nm is not None:
             radius_px = 0.5 * self.settings.min_diameter_nm / prediction_pixel_size_nm
             settings["min_size_px"] = max(1, math.ceil(math.pi * radius_px**2))
-        elif min_snr is not None:
+        area_px = int(settings["min_size_px"])
+        if min_snr is not None:
             settings["min_size_px"] = max(1, math.ceil(VISIBILITY_FLOOR_PX * zoom**2))
         labels = probabilities_to_instances(probabilities[0], probabilities[1], **settings)
         if min_snr is not None:
             n_candidates = int(labels.max(initial=0))
+            ring_px = max(1, round(3 * zoom))
             labels = filter_visible(labels, image, min_snr=min_snr, min_size_px=1,
-                                    ring_px=max(1, round(3 * zoom)))
+                                    ring_px=ring_px, keep_area_px=area_px)
             info["visibility_filter"] = {
-                "min_snr": float(min_snr), "candidates": n_candidates,
-                "kept": int(labels.max(initial=0)), "ring_px": max(1, round(3 * zoom))}
+                "min_snr": float(min_snr), "candidates": n_candidates, "keep_area_px": area_px,
+                "kept": int(labels.max(initial=0)), "ring_px": ring_px}
         split = "blocked" if uses_blocks(labels.shape) else "whole image"
         info.update(min_size_px=int(settings["min_size_px"]), postprocess=settings, split=split)
         return labels
@@ -577,9 +580,9 @@ def analyze(image, pixel_size_nm: float | None = None, *, scale_bar_nm: float | 
         model's own, chosen on its validation data), ``batch_size`` (tiles per forward pass),
         ``min_diameter_nm`` (remove smaller particles; None: the model's smallest size in
         pixels), ``min_confidence`` (0–1; None: the model's), ``min_snr`` (None: the model's
-        smallest area decides; a number, e.g. 5 for Rose's criterion: keep every particle of
-        at least 4 pixels whose contrast to its surrounding ring is ``min_snr`` times the
-        background noise of a particle-sized patch,
+        smallest area decides; a number, e.g. 5 for Rose's criterion: also keep particles
+        below that area, down to 4 pixels, whose contrast to their surrounding ring is
+        ``min_snr`` times the background noise of a particle-sized patch,
         :func:`etem_helpers.segmentation.filter_visible`; ``info["visibility_filter"]``),
         ``h_fraction`` ((0, 1]; None: the model's, 1 unless stored: a distance peak of height
         ``t`` px seeds its own particle when it rises ``min(h_px, h_fraction * t)`` above the
