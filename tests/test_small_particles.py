@@ -117,10 +117,26 @@ def test_h_fraction_one_is_the_plain_rule_and_large_particles_are_unchanged():
 
 
 @pytest.mark.parametrize("name, value", [("min_snr", 0), ("min_snr", float("inf")),
-                                         ("h_fraction", 1.5), ("h_fraction", 0.0)])
+                                         ("min_snr", "5"), ("h_fraction", 1.5),
+                                         ("h_fraction", 0.0)])
 def test_analyzer_settings_reject_bad_small_particle_settings(name, value):
     with pytest.raises(ValueError, match=name):
         AnalyzerSettings(**{name: value})
+
+
+def test_analyzer_defaults_and_the_hard_minimum_diameter():
+    """min_snr=5 and h_fraction 0.3 by default; min_diameter_nm stays a hard minimum."""
+    from etem_helpers.pipeline import Analyzer
+    from etem_helpers.pipeline.analyzer import DEFAULT_H_FRACTION
+
+    assert AnalyzerSettings().min_snr == 5.0 and AnalyzerSettings().h_fraction is None
+    image, _ = _scene()
+    analyzer = Analyzer(device="cpu", faults=False, size_estimator=None, annotations=False)
+    assert analyzer.postprocess["h_fraction"] == DEFAULT_H_FRACTION == 0.3
+    hard = Analyzer(device="cpu", faults=False, size_estimator=None, annotations=False,
+                    min_diameter_nm=5.0)(image - image.min(), 0.5)
+    assert "visibility_filter" not in hard.info
+    assert hard.info["min_size_px"] == int(np.ceil(np.pi * 5.0**2))
 
 
 def test_keep_area_px_keeps_large_instances_whatever_their_snr():
@@ -146,14 +162,35 @@ def test_analyzer_min_snr_adds_small_visible_particles_to_the_area_filter():
     params = dataclasses.replace(params, pixel_size_nm=0.8, diameter_range_nm=(4.8, 9.6),
                                  n_particles=40, dose_e_per_a2=500.0)
     image = simulate_micrograph(params, seed=21).image  # 6-12 px particles
-    common = dict(device="cpu", faults=False, size_estimator=None, annotations=False)
-    plain = Analyzer(**common)(image, 2.4)  # declared 3x coarser: resampled to 1 nm/px
-    small = Analyzer(**common, min_snr=5.0)(image, 2.4)
+    common = dict(device="cpu", faults=False, size_estimator=None, annotations=False,
+                  h_fraction=1.0)
+    plain = Analyzer(**common, min_snr=None)(image, 2.4)  # declared 3x coarser: resampled
+    small = Analyzer(**common)(image, 2.4)  # the default: min_snr=5
+    assert "visibility_filter" not in plain.info
     info = small.info["visibility_filter"]
-    assert info["keep_area_px"] == plain.info["min_size_px"] == 160
-    assert small.info["min_size_px"] == int(np.ceil(VISIBILITY_FLOOR_PX * 2.4**2))
-    assert info["ring_px"] == 7
+    assert info["keep_area_px"] == plain.info["min_size_px"] == small.info["min_size_px"] == 160
+    assert info["floor_px"] == int(np.ceil(VISIBILITY_FLOOR_PX * 2.4**2))
+    assert info["ring_px"] == 7 and info["min_snr"] == 5.0
     assert info["candidates"] >= info["kept"] == small.labels.max() > plain.labels.max() > 5
     for pid in range(1, int(plain.labels.max()) + 1):  # every area-filter particle is kept
         ids = np.unique(small.labels[plain.labels == pid])
         assert ids.size == 1 and ids[0] > 0
+
+
+def test_filter_visible_on_a_large_image_matches_block_by_block():
+    """Above the blocked-split size, each candidate is measured in its block plus a margin."""
+    from etem_helpers.measure import BLOCKED_SPLIT_MIN_PIXELS
+
+    shape = (2050, 2060)
+    assert shape[0] * shape[1] > BLOCKED_SPLIT_MIN_PIXELS
+    rng = np.random.default_rng(5)
+    image = rng.normal(0.0, 1.0, shape).astype(np.float32)
+    labels = np.zeros(shape, np.int32)
+    centers = [(20, 20), (20, 2045), (2040, 30), (1000, 1000), (2045, 2050)]
+    for i, c in enumerate(centers, start=1):
+        disk = _disk(shape, c, 3.5)
+        labels[disk] = i
+        image[disk] -= 6.0 if i != 4 else 0.0  # particle 4 is noise
+    kept = filter_visible(labels, image)
+    assert kept.max() == 4 and not kept[labels == 4].any()
+    assert all((kept[labels == i] > 0).all() for i in (1, 2, 3, 5))

@@ -13,7 +13,8 @@ from etem_helpers.metrics.matching import MatchResult, detection_scores, match_i
 ROSE_THRESHOLD = 5.0
 
 
-def particle_visibility(image, labels, *, ring_px: int = 3, robust: bool = False) -> pd.DataFrame:
+def particle_visibility(image, labels, *, ring_px: int = 3, robust: bool = False,
+                        ids=None) -> pd.DataFrame:
     """Contrast-to-noise ratio of every particle of a labelled image (Rose criterion).
 
     For particle ``i`` with area ``A`` (pixels) and equivalent radius ``r = sqrt(A / pi)``:
@@ -45,6 +46,9 @@ def particle_visibility(image, labels, *, ring_px: int = 3, robust: bool = False
         For *predicted* labels, where particles the method missed are still in the
         "background" and would inflate the noise and bias the ring (dense small particles).
         False (default): mean and standard deviation, as defined above.
+    ids : sequence of int, optional
+        Measure only these particle ids (the others still count as particles, not as
+        background); None: every id in ``labels``.
 
     Returns
     -------
@@ -60,7 +64,8 @@ def particle_visibility(image, labels, *, ring_px: int = 3, robust: bool = False
         )
     if int(ring_px) != ring_px or ring_px < 0:
         raise ValueError(f"ring_px={ring_px!r} must be a non-negative integer (pixels).")
-    ids = np.unique(labels[labels > 0])
+    present = np.unique(labels[labels > 0])
+    ids = present if ids is None else np.intersect1d(present, np.asarray(ids, dtype=np.int64))
     columns = ["particle_id", "area_px", "contrast", "noise", "snr"]
     if ids.size == 0:
         return pd.DataFrame(columns=columns)

@@ -87,6 +87,9 @@ _STD_COLUMNS = tuple(f"{q}_std" for q in SIZE_QUANTITIES)
 _MAX_CPU_TILE_PX = 544  # per-pixel cost of the light U-Net rises for larger CPU tiles
 _MAX_GPU_TILE_PX = 1024
 _MODEL_CACHE_SIZE = 4
+#: ``h_fraction`` used for a model that stores none (chosen on validation data for small
+#: particles, ``benchmarks/eval_small_particles.py``; 1 is the plain h-dome rule).
+DEFAULT_H_FRACTION = 0.3
 _MODEL_CACHE: OrderedDict[tuple, tuple[Any, ModelCard]] = OrderedDict()
 
 
@@ -184,7 +187,7 @@ class AnalyzerSettings:
     batch_size: int | None = None
     min_diameter_nm: float | None = None
     min_confidence: float | None = None
-    min_snr: float | None = None
+    min_snr: float | None = 5.0
     h_fraction: float | None = None
     precision: str = "auto"
     progress: bool = False
@@ -266,7 +269,9 @@ class Analyzer:
         self._load_task_models()
         self.postprocess = postprocess_settings(
             self.card.postprocess, threshold=self.settings.threshold,
-            min_confidence=self.settings.min_confidence, h_fraction=self.settings.h_fraction,
+            min_confidence=self.settings.min_confidence,
+            h_fraction=(self.settings.h_fraction if self.settings.h_fraction is not None
+                        else self.card.postprocess.get("h_fraction", DEFAULT_H_FRACTION)),
         )
 
     def _load_task_models(self) -> None:
@@ -402,30 +407,34 @@ class Analyzer:
         """Instance labels on the prediction grid (touching particles split, small/unsure removed).
 
         ``image`` is the (normalised) micrograph on the prediction grid, ``zoom`` the original
-        pixel size over the prediction pixel size (> 1 when upsampled). With ``min_snr`` the
-        candidates go down to :data:`VISIBILITY_FLOOR_PX` pixels of the original grid; those
-        below the model's smallest area (or ``min_diameter_nm``) are kept only when visible
-        by Rose's criterion (:func:`filter_visible` with ``keep_area_px``).
+        pixel size over the prediction pixel size (> 1 when upsampled). With ``min_snr`` (and
+        no ``min_diameter_nm``, which is a hard minimum) the candidates go down to
+        :data:`VISIBILITY_FLOOR_PX` pixels of the original grid, and those below the model's
+        smallest area are kept only when visible by Rose's criterion (:func:`filter_visible`
+        with ``keep_area_px``).
         """
         settings = dict(self.postprocess)
         min_snr = self.settings.min_snr
         if self.settings.min_diameter_nm is not None:
             radius_px = 0.5 * self.settings.min_diameter_nm / prediction_pixel_size_nm
             settings["min_size_px"] = max(1, math.ceil(math.pi * radius_px**2))
+            min_snr = None
         area_px = int(settings["min_size_px"])
-        if min_snr is not None:
-            settings["min_size_px"] = max(1, math.ceil(VISIBILITY_FLOOR_PX * zoom**2))
-        labels = probabilities_to_instances(probabilities[0], probabilities[1], **settings)
+        floor_px = max(1, math.ceil(VISIBILITY_FLOOR_PX * zoom**2))
+        candidate_px = min(floor_px, area_px) if min_snr is not None else area_px
+        labels = probabilities_to_instances(probabilities[0], probabilities[1],
+                                            **{**settings, "min_size_px": candidate_px})
         if min_snr is not None:
             n_candidates = int(labels.max(initial=0))
             ring_px = max(1, round(3 * zoom))
             labels = filter_visible(labels, image, min_snr=min_snr, min_size_px=1,
                                     ring_px=ring_px, keep_area_px=area_px)
             info["visibility_filter"] = {
-                "min_snr": float(min_snr), "candidates": n_candidates, "keep_area_px": area_px,
-                "kept": int(labels.max(initial=0)), "ring_px": ring_px}
+                "min_snr": float(min_snr), "floor_px": candidate_px, "keep_area_px": area_px,
+                "ring_px": ring_px, "candidates": n_candidates,
+                "kept": int(labels.max(initial=0))}
         split = "blocked" if uses_blocks(labels.shape) else "whole image"
-        info.update(min_size_px=int(settings["min_size_px"]), postprocess=settings, split=split)
+        info.update(min_size_px=area_px, postprocess=settings, split=split)
         return labels
 
     def _sizes(self, image, labels, probability, pixel_size_nm: float, particles, info: dict):
@@ -579,14 +588,17 @@ def analyze(image, pixel_size_nm: float | None = None, *, scale_bar_nm: float | 
         (average over 4 flips), ``threshold`` (foreground probability in (0, 1); None: the
         model's own, chosen on its validation data), ``batch_size`` (tiles per forward pass),
         ``min_diameter_nm`` (remove smaller particles; None: the model's smallest size in
-        pixels), ``min_confidence`` (0–1; None: the model's), ``min_snr`` (None: the model's
-        smallest area decides; a number, e.g. 5 for Rose's criterion: also keep particles
-        below that area, down to 4 pixels, whose contrast to their surrounding ring is
+        pixels), ``min_confidence`` (0–1; None: the model's), ``min_snr`` (5, Rose's
+        criterion: besides the particles of at least the model's smallest area, keep smaller
+        ones, down to 4 pixels of the image, whose contrast to their surrounding ring is
         ``min_snr`` times the background noise of a particle-sized patch,
-        :func:`etem_helpers.segmentation.filter_visible`; ``info["visibility_filter"]``),
-        ``h_fraction`` ((0, 1]; None: the model's, 1 unless stored: a distance peak of height
-        ``t`` px seeds its own particle when it rises ``min(h_px, h_fraction * t)`` above the
-        saddle, so small touching particles are split, :func:`etem_helpers.segmentation.split_instances`),
+        :func:`etem_helpers.segmentation.filter_visible`, ``info["visibility_filter"]``; None:
+        the model's smallest area alone; not used with ``min_diameter_nm``, a hard minimum),
+        ``h_fraction`` ((0, 1]; None: the model's stored value, else
+        :data:`DEFAULT_H_FRACTION` 0.3: a distance peak of height ``t`` px seeds its own
+        particle when it rises ``min(h_px, h_fraction * t)`` above the saddle, so that small
+        touching particles are split; 1: the plain rule,
+        :func:`etem_helpers.segmentation.split_instances`),
         ``precision`` ("auto",
         "float32", "bfloat16": bfloat16 on CPUs that compute it natively), ``progress``,
         ``faults`` (True: classify twins/stacking faults of lattice-resolved particles with the

@@ -16,8 +16,9 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+from scipy import ndimage as ndi
 
-from etem_helpers.measure import relabel_sequential, uses_blocks
+from etem_helpers.measure import SPLIT_BLOCK_PX, relabel_sequential, uses_blocks
 from etem_helpers.metrics.matching import detection_scores, instance_scores
 from etem_helpers.metrics.visibility import ROSE_THRESHOLD, particle_visibility
 from etem_helpers.segmentation.instances import (
@@ -342,13 +343,36 @@ def filter_visible(
     area = np.bincount(labels.ravel(), minlength=n_ids)
     keep = area >= int(min_size_px)
     keep[0] = False
-    if keep.any():
-        table = particle_visibility(image, np.where(keep[labels], labels, 0), ring_px=ring_px,
-                                    robust=True)
-        ids = table["particle_id"].to_numpy(dtype=np.int64)
-        snr = table["snr"].to_numpy(dtype=np.float64)
-        keep[ids] = ~(snr < float(min_snr))  # NaN (not measurable) is kept
-    if keep_area_px is not None:
-        keep |= area >= int(keep_area_px)
-        keep[0] = False
+    large = np.zeros(n_ids, bool) if keep_area_px is None else keep & (area >= int(keep_area_px))
+    tested = np.flatnonzero(keep & ~large)
+    if tested.size:
+        candidates = np.where(keep[labels], labels, 0)
+        for window, ids in _visibility_windows(candidates, tested):
+            table = particle_visibility(image[window], candidates[window], ring_px=ring_px,
+                                        robust=True, ids=ids)
+            measured = table["particle_id"].to_numpy(dtype=np.int64)
+            snr = table["snr"].to_numpy(dtype=np.float64)
+            keep[measured] = ~(snr < float(min_snr))  # NaN (not measurable) is kept
     return relabel_sequential(labels, keep=keep)
+
+
+def _visibility_windows(labels: np.ndarray, ids: np.ndarray, margin_px: int = 256):
+    """``(window, ids)`` pairs that bound the memory of :func:`filter_visible` on large images.
+
+    Small images: one window, the whole image. Images above the blocked-split size: each id
+    goes to the ``SPLIT_BLOCK_PX`` block holding the top-left corner of its bounding box, and
+    is measured in that block grown by ``margin_px`` (its ring and the local background noise).
+    """
+    if not uses_blocks(labels.shape):
+        return [((slice(None), slice(None)), ids)]
+    boxes = ndi.find_objects(labels)
+    starts = np.array([(boxes[i - 1][0].start, boxes[i - 1][1].start) for i in ids])
+    block = starts // SPLIT_BLOCK_PX
+    windows = []
+    for by, bx in np.unique(block, axis=0):
+        members = ids[(block[:, 0] == by) & (block[:, 1] == bx)]
+        y0, x0 = by * SPLIT_BLOCK_PX, bx * SPLIT_BLOCK_PX
+        window = (slice(max(0, y0 - margin_px), y0 + SPLIT_BLOCK_PX + margin_px),
+                  slice(max(0, x0 - margin_px), x0 + SPLIT_BLOCK_PX + margin_px))
+        windows.append((window, members))
+    return windows
