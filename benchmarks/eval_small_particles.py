@@ -174,25 +174,35 @@ def _truths_per_instance(truth: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.bincount(pairs[1], minlength=int(labels.max(initial=0)) + 1)
 
 
-def make_methods(h_fractions: Sequence[float], *, min_snr: float = 5.0):
-    """``{name: f(image, pixel_size_nm) -> labels}``: the U-Net before/after, Otsu before/after."""
+def make_methods(h_fractions: Sequence[float] = (), *, min_snr: float = 5.0):
+    """``{name: f(image, pixel_size_nm) -> labels}``: the U-Net before/after, Otsu before/after.
+
+    ``before`` is the shipped behaviour until 2026-11-30 (the model's smallest area, 160 px,
+    and the plain h-dome split); ``after`` the Analyzer's defaults (``min_snr=5``,
+    ``h_fraction=0.3``); the two changes alone; and ``min_snr`` with each of ``h_fractions``
+    (the validation search).
+    """
     from etem_helpers.pipeline import Analyzer, otsu_watershed
     from etem_helpers.segmentation import VISIBILITY_FLOOR_PX, filter_visible
 
     common = dict(device="cpu", faults=False, size_estimator=None, annotations=False)
-    methods = {"unet (area, shipped)": Analyzer(**common)}
+    variants = {
+        "unet before (area 160 px)": dict(min_snr=None, h_fraction=1.0),
+        f"unet min_snr={min_snr:g} only": dict(min_snr=min_snr, h_fraction=1.0),
+        "unet h_fraction=0.3 only": dict(min_snr=None, h_fraction=0.3),
+        "unet after (defaults)": {},
+    }
     for h in h_fractions:
-        suffix = "" if h == 1.0 else f", h_fraction={h:g}"
-        methods[f"unet (min_snr={min_snr:g}{suffix})"] = Analyzer(
-            **common, min_snr=min_snr, h_fraction=h)
-    methods = {name: _labels_of(analyzer) for name, analyzer in methods.items()}
+        variants[f"unet min_snr={min_snr:g}, h_fraction={h:g}"] = dict(min_snr=min_snr,
+                                                                     h_fraction=h)
+    methods = {name: _labels_of(Analyzer(**common, **kwargs)) for name, kwargs in variants.items()}
 
     def otsu_visible(image, pixel_size_nm):
         labels = otsu_watershed(image, pixel_size_nm).labels
         return filter_visible(labels, image, min_snr=min_snr, min_size_px=VISIBILITY_FLOOR_PX)
 
     methods["otsu_watershed"] = lambda im, px: otsu_watershed(im, px).labels
-    methods[f"otsu_watershed (min_snr={min_snr:g})"] = otsu_visible
+    methods[f"otsu_watershed + filter_visible(min_snr={min_snr:g})"] = otsu_visible
     return methods
 
 
@@ -214,7 +224,8 @@ def loss_stages(samples, *, factor: float, min_snr: float = 5.0) -> dict[str, di
     from etem_helpers.segmentation import VISIBILITY_FLOOR_PX, filter_visible
     from etem_helpers.segmentation.postprocess import _filter, _split
 
-    analyzer = Analyzer(device="cpu", faults=False, size_estimator=None, annotations=False)
+    analyzer = Analyzer(device="cpu", faults=False, size_estimator=None, annotations=False,
+                        min_snr=None, h_fraction=1.0)  # the shipped behaviour before
     settings = dict(analyzer.postprocess)
     names = ("true", "covered", "split", "merged", "area filter", "visibility filter",
              "area or visible")
@@ -323,7 +334,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", choices=("val", "test"), default="test")
     parser.add_argument("--n-images", type=int, default=24, help="small-particle images")
     parser.add_argument("--ordinary-images", type=int, default=None)
-    parser.add_argument("--h-fraction", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--h-fraction", type=float, nargs="*", default=[],
+                        help="extra variants min_snr + these h_fraction (validation search)")
     parser.add_argument("--min-snr", type=float, default=5.0)
     parser.add_argument("--real-source", default=str(REPOSITORY_ROOT.parent / "shared" / "real"
                                                      / "msa-em-sintering"))
