@@ -305,20 +305,20 @@ def filter_visible(
     ndarray of int32, shape (H, W)
         The kept instances renumbered 1..N in the order of their old ids.
 
-    Notes
-    -----
-    Measured on a *predicted* mask, the SNR is lower than on the true outline (the mask takes
-    in the particle's diffuse edge, and missed neighbours raise the noise): on simulated
-    coarse small particles the median SNR of matched predictions was 0.7-0.8 of the true
-    particles' (``benchmarks/eval_small_particles.py``). Tested on every instance, the
-    criterion then removes faint but real particles that the U-Net found; with
-    ``keep_area_px`` set to the model's smallest area it only adds small visible particles.
-
     Raises
     ------
     ValueError
         Shapes differ, ``min_snr`` not a finite positive number, ``min_size_px`` not an
         integer >= 1, or ``image`` not finite.
+
+    Notes
+    -----
+    Measured on a *predicted* mask, the SNR is lower than on the true outline (the mask takes
+    in the particle's diffuse edge, and missed neighbours raise the noise): on simulated
+    coarse small particles the median SNR of matched predictions was 0.7-0.8 of the true
+    particles' (validation images of ``benchmarks/eval_small_particles.py``). Tested on every
+    instance, the criterion then removes faint but real particles that the U-Net found; with
+    ``keep_area_px`` set to the model's smallest area it only adds small visible particles.
     """
     labels = np.asarray(labels)
     image = np.asarray(image)
