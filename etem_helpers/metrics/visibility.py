@@ -13,7 +13,8 @@ from etem_helpers.metrics.matching import MatchResult, detection_scores, match_i
 ROSE_THRESHOLD = 5.0
 
 
-def particle_visibility(image, labels, *, ring_px: int = 3) -> pd.DataFrame:
+def particle_visibility(image, labels, *, ring_px: int = 3, robust: bool = False,
+                        ids=None) -> pd.DataFrame:
     """Contrast-to-noise ratio of every particle of a labelled image (Rose criterion).
 
     For particle ``i`` with area ``A`` (pixels) and equivalent radius ``r = sqrt(A / pi)``:
@@ -39,6 +40,15 @@ def particle_visibility(image, labels, *, ring_px: int = 3) -> pd.DataFrame:
         True instance labels (0 background).
     ring_px : int
         Gap between a particle and its background ring, in pixels (>= 0).
+    robust : bool
+        Measure the ring level by its median and the noise by 1.4826 x the median absolute
+        deviation of the patch means (equal to the standard deviation for Gaussian noise).
+        For *predicted* labels, where particles the method missed are still in the
+        "background" and would inflate the noise and bias the ring (dense small particles).
+        False (default): mean and standard deviation, as defined above.
+    ids : sequence of int, optional
+        Measure only these particle ids (the others still count as particles, not as
+        background); None: every id in ``labels``.
 
     Returns
     -------
@@ -54,7 +64,8 @@ def particle_visibility(image, labels, *, ring_px: int = 3) -> pd.DataFrame:
         )
     if int(ring_px) != ring_px or ring_px < 0:
         raise ValueError(f"ring_px={ring_px!r} must be a non-negative integer (pixels).")
-    ids = np.unique(labels[labels > 0])
+    present = np.unique(labels[labels > 0])
+    ids = present if ids is None else np.intersect1d(present, np.asarray(ids, dtype=np.int64))
     columns = ["particle_id", "area_px", "contrast", "noise", "snr"]
     if ids.size == 0:
         return pd.DataFrame(columns=columns)
@@ -72,6 +83,9 @@ def particle_visibility(image, labels, *, ring_px: int = 3) -> pd.DataFrame:
     ring_mean = np.bincount(nearest[ring], weights=image[ring], minlength=n) / np.maximum(
         ring_count, 1
     )
+    if robust and ring.any():
+        ring_ids = np.unique(nearest[ring])
+        ring_mean[ring_ids] = ndi.median(image, np.where(ring, nearest, 0), ring_ids)
     weighted_bg = np.where(background, image, 0.0)
     noise_cache: dict[int, float] = {}
     rows = []
@@ -81,12 +95,20 @@ def particle_visibility(image, labels, *, ring_px: int = 3) -> pd.DataFrame:
             total = ndi.uniform_filter(weighted_bg, size=side, mode="constant")
             cover = ndi.uniform_filter(background.astype(np.float64), size=side, mode="constant")
             full = cover > 0.999  # windows entirely on the background
-            noise_cache[side] = float(np.std(total[full] / cover[full])) if full.sum() > 10 else np.nan
+            noise_cache[side] = (_spread(total[full] / cover[full], robust)
+                                 if full.sum() > 10 else np.nan)
         noise = noise_cache[side]
         contrast = float(mean[pid] - ring_mean[pid]) if ring_count[pid] else np.nan
         snr = abs(contrast) / noise if noise and np.isfinite(noise) else np.nan
         rows.append((int(pid), int(area[pid]), contrast, noise, snr))
     return pd.DataFrame(rows, columns=columns)
+
+
+def _spread(values: np.ndarray, robust: bool) -> float:
+    """Standard deviation, or 1.4826 x the median absolute deviation when ``robust``."""
+    if not robust:
+        return float(np.std(values))
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
 
 
 def visible_instance_scores(

@@ -63,7 +63,12 @@ from etem_helpers.segmentation.checkpoint import (
     model_file,
 )
 from etem_helpers.segmentation.model import _size_multiple
-from etem_helpers.segmentation.postprocess import postprocess_settings, probabilities_to_instances
+from etem_helpers.segmentation.postprocess import (
+    VISIBILITY_FLOOR_PX,
+    filter_visible,
+    postprocess_settings,
+    probabilities_to_instances,
+)
 from etem_helpers.segmentation.predict import (
     auto_tile_px,
     fuse_for_inference,
@@ -91,6 +96,9 @@ _STD_COLUMNS = tuple(f"{q}_std" for q in SIZE_QUANTITIES)
 _MAX_CPU_TILE_PX = 544  # per-pixel cost of the light U-Net rises for larger CPU tiles
 _MAX_GPU_TILE_PX = 1024
 _MODEL_CACHE_SIZE = 4
+#: ``h_fraction`` used for a model that stores none (chosen on validation data for small
+#: particles, ``benchmarks/eval_small_particles.py``; 1 is the plain h-dome rule).
+DEFAULT_H_FRACTION = 0.3
 _MODEL_CACHE: OrderedDict[tuple, tuple[Any, ModelCard]] = OrderedDict()
 
 
@@ -194,6 +202,8 @@ class AnalyzerSettings:
     batch_size: int | None = None
     min_diameter_nm: float | None = None
     min_confidence: float | None = None
+    min_snr: float | None = 5.0
+    h_fraction: float | None = None
     precision: str = "auto"
     progress: bool = False
     faults: bool = True
@@ -207,11 +217,21 @@ class AnalyzerSettings:
             raise ValueError(f"scale={self.scale!r} is not known; use one of {SCALE_MODES}.")
         _check_fraction("threshold", self.threshold, closed=False)
         _check_fraction("min_confidence", self.min_confidence, closed=True)
+        if self.h_fraction is not None and not (
+                isinstance(self.h_fraction, int | float) and not isinstance(self.h_fraction, bool)
+                and 0.0 < self.h_fraction <= 1.0):
+            raise ValueError(f"h_fraction={self.h_fraction!r} must be a number in (0, 1] or None "
+                             "(the model's own).")
         if self.min_diameter_nm is not None:
             object.__setattr__(self, "min_diameter_nm", validate_pixel_size(
                 self.min_diameter_nm, argument="min_diameter_nm",
                 quantity="the smallest particle diameter to keep as a finite positive number "
                 "in nm"))
+        if self.min_snr is not None:
+            number = isinstance(self.min_snr, int | float) and not isinstance(self.min_snr, bool)
+            if not (number and math.isfinite(self.min_snr) and self.min_snr > 0):
+                raise ValueError(f"min_snr={self.min_snr!r} must be a finite number > 0 (Rose's "
+                                 "criterion: 5) or None (keep the model's smallest area).")
         for name in ("tile_px", "overlap_px", "batch_size"):
             value = getattr(self, name)
             if value is None and name != "overlap_px":
@@ -268,6 +288,8 @@ class Analyzer:
         self.postprocess = postprocess_settings(
             self.card.postprocess, threshold=self.settings.threshold,
             min_confidence=self.settings.min_confidence,
+            h_fraction=(self.settings.h_fraction if self.settings.h_fraction is not None
+                        else self.card.postprocess.get("h_fraction", DEFAULT_H_FRACTION)),
         )
 
     def _load_task_models(self) -> None:
@@ -315,7 +337,9 @@ class Analyzer:
             if native is not None:  # the first pass at the image's own pixel size is the result
                 labels, probabilities = native
             else:
-                labels, probabilities = self._segment(work, prediction_pixel_size_nm, info, timer)
+                labels, probabilities = self._segment(
+                    work, prediction_pixel_size_nm, info, timer,
+                    zoom=pixel_size_nm / prediction_pixel_size_nm)
             del work
             labels, probability = self._map_back(labels, probabilities[0], plan, array.shape)
             del probabilities
@@ -405,14 +429,18 @@ class Analyzer:
                     resampled_shape=tuple(int(n) for n in work.shape))
         return work, achieved
 
-    def _segment(self, work: np.ndarray, pixel_size_nm: float, info: dict, timer: _Timer):
-        """(instance labels, (2, H, W) probabilities) of an image on the prediction grid."""
+    def _segment(self, work: np.ndarray, pixel_size_nm: float, info: dict, timer: _Timer, *,
+                 zoom: float = 1.0):
+        """(instance labels, (2, H, W) probabilities) of an image on the prediction grid.
+
+        ``zoom``: the original pixel size over ``pixel_size_nm`` (> 1 when upsampled).
+        """
         normalized = self.card.normalization.apply(work)
         timer.lap("normalize")
         probabilities = self._predict(normalized, info)
-        del normalized
         timer.lap("predict")
-        labels = self._instances(probabilities, pixel_size_nm, info)
+        labels = self._instances(probabilities, pixel_size_nm, info, image=normalized, zoom=zoom)
+        del normalized
         timer.lap("split")
         return labels, probabilities
 
@@ -441,15 +469,39 @@ class Analyzer:
                     overlap_px=overlap, n_tiles=int(n_tiles))
         return probabilities
 
-    def _instances(self, probabilities, prediction_pixel_size_nm: float, info: dict) -> np.ndarray:
-        """Instance labels on the prediction grid (touching particles split, small/unsure removed)."""
+    def _instances(self, probabilities, prediction_pixel_size_nm: float, info: dict, *,
+                   image: np.ndarray, zoom: float = 1.0) -> np.ndarray:
+        """Instance labels on the prediction grid (touching particles split, small/unsure removed).
+
+        ``image`` is the (normalised) micrograph on the prediction grid, ``zoom`` the original
+        pixel size over the prediction pixel size (> 1 when upsampled). With ``min_snr`` (and
+        no ``min_diameter_nm``, which is a hard minimum) the candidates go down to
+        :data:`VISIBILITY_FLOOR_PX` pixels of the original grid, and those below the model's
+        smallest area are kept only when visible by Rose's criterion (:func:`filter_visible`
+        with ``keep_area_px``).
+        """
         settings = dict(self.postprocess)
+        min_snr = self.settings.min_snr
         if self.settings.min_diameter_nm is not None:
             radius_px = 0.5 * self.settings.min_diameter_nm / prediction_pixel_size_nm
             settings["min_size_px"] = max(1, math.ceil(math.pi * radius_px**2))
-        labels = probabilities_to_instances(probabilities[0], probabilities[1], **settings)
+            min_snr = None
+        area_px = int(settings["min_size_px"])
+        floor_px = max(1, math.ceil(VISIBILITY_FLOOR_PX * zoom**2))
+        candidate_px = min(floor_px, area_px) if min_snr is not None else area_px
+        labels = probabilities_to_instances(probabilities[0], probabilities[1],
+                                            **{**settings, "min_size_px": candidate_px})
+        if min_snr is not None:
+            n_candidates = int(labels.max(initial=0))
+            ring_px = max(1, round(3 * zoom))
+            labels = filter_visible(labels, image, min_snr=min_snr, min_size_px=1,
+                                    ring_px=ring_px, keep_area_px=area_px)
+            info["visibility_filter"] = {
+                "min_snr": float(min_snr), "floor_px": candidate_px, "keep_area_px": area_px,
+                "ring_px": ring_px, "candidates": n_candidates,
+                "kept": int(labels.max(initial=0))}
         split = "blocked" if uses_blocks(labels.shape) else "whole image"
-        info.update(min_size_px=int(settings["min_size_px"]), postprocess=settings, split=split)
+        info.update(min_size_px=area_px, postprocess=settings, split=split)
         return labels
 
     def _sizes(self, image, labels, probability, pixel_size_nm: float, particles, info: dict):
@@ -603,7 +655,18 @@ def analyze(image, pixel_size_nm: float | None = None, *, scale_bar_nm: float | 
         (average over 4 flips), ``threshold`` (foreground probability in (0, 1); None: the
         model's own, chosen on its validation data), ``batch_size`` (tiles per forward pass),
         ``min_diameter_nm`` (remove smaller particles; None: the model's smallest size in
-        pixels), ``min_confidence`` (0–1; None: the model's), ``precision`` ("auto",
+        pixels), ``min_confidence`` (0–1; None: the model's), ``min_snr`` (5, Rose's
+        criterion: besides the particles of at least the model's smallest area, keep smaller
+        ones, down to 4 pixels of the image, whose contrast to their surrounding ring is
+        ``min_snr`` times the background noise of a particle-sized patch,
+        :func:`etem_helpers.segmentation.filter_visible`, ``info["visibility_filter"]``; None:
+        the model's smallest area alone; not used with ``min_diameter_nm``, a hard minimum),
+        ``h_fraction`` ((0, 1]; None: the model's stored value, else
+        :data:`DEFAULT_H_FRACTION` 0.3: a distance peak of height ``t`` px seeds its own
+        particle when it rises ``min(h_px, h_fraction * t)`` above the saddle, so that small
+        touching particles are split; 1: the plain rule,
+        :func:`etem_helpers.segmentation.split_instances`),
+        ``precision`` ("auto",
         "float32", "bfloat16": bfloat16 on CPUs that compute it natively), ``progress``,
         ``faults`` (True: classify twins/stacking faults of lattice-resolved particles with the
         shipped classifier, :func:`etem_helpers.faults.analyze_faults`), ``material`` ("Au",

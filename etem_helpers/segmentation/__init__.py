@@ -9,6 +9,8 @@ from .instances import filter_instances, labels_to_targets, split_instances, spl
 from .model import PRESETS, build_unet, dice_bce_loss
 from .postprocess import (
     DEFAULT_POSTPROCESS,
+    VISIBILITY_FLOOR_PX,
+    filter_visible,
     postprocess_settings,
     probabilities_to_instances,
     tune_postprocess,
@@ -18,11 +20,13 @@ from .predict import fuse_for_inference, inference_tile_shape, predict_probabili
 __all__ = [
     "DEFAULT_POSTPROCESS",
     "PRESETS",
+    "VISIBILITY_FLOOR_PX",
     "CheckpointError",
     "ModelCard",
     "build_unet",
     "dice_bce_loss",
     "filter_instances",
+    "filter_visible",
     "fuse_for_inference",
     "inference_tile_shape",
     "labels_to_targets",

@@ -165,13 +165,15 @@ def _find(parent: np.ndarray, i: int) -> int:
 
 
 def _merge_shallow_peaks(
-    height: np.ndarray, regions: np.ndarray, peak_height: np.ndarray, h_px: float
+    height: np.ndarray, regions: np.ndarray, peak_height: np.ndarray, h_px: float,
+    h_fraction: float = 1.0,
 ) -> np.ndarray:
     """Group peak regions whose peak rises less than h_px above the pass to a higher peak.
 
     Flooding from the top (saddles in decreasing order, union-find): when two flooded
     basins meet at a saddle, the one with the lower top has dynamic ``top - saddle``; if it
-    is below ``h_px`` its peak joins the group of the region across the saddle.
+    is below ``min(h_px, h_fraction * top)`` its peak joins the group of the region across
+    the saddle (``h_fraction`` 1: the plain h-dome rule, since ``top - saddle < top``).
     Returns ``group[region_id]`` (group 0 for the background).
     """
     n = regions.max(initial=0) + 1
@@ -191,7 +193,7 @@ def _merge_shallow_peaks(
             lower, higher, across = root_a, root_b, b
         else:
             lower, higher, across = root_b, root_a, a
-        if top[lower] - saddle < h_px:
+        if top[lower] - saddle < min(h_px, h_fraction * top[lower]):
             group_low = _find(group, int(top_region[lower]))
             group_high = _find(group, across)
             group[max(group_low, group_high)] = min(group_low, group_high)
@@ -205,6 +207,7 @@ def _distance_markers(
     *,
     min_distance_px: int,
     h_px: float,
+    h_fraction: float = 1.0,
 ) -> np.ndarray:
     """Watershed markers: distance-transform peaks, merged when separated by shallow saddles.
 
@@ -228,7 +231,8 @@ def _distance_markers(
     markers[peaks[:, 0], peaks[:, 1]] = np.arange(1, len(peaks) + 1)
     regions = watershed(-distance_px, markers=markers, mask=components > 0)
     peak_height = np.concatenate([[0.0], distance_px[peaks[:, 0], peaks[:, 1]]])
-    group = _merge_shallow_peaks(distance_px, regions, peak_height, float(h_px))
+    group = _merge_shallow_peaks(distance_px, regions, peak_height, float(h_px),
+                                 float(h_fraction))
     return group[markers]
 
 
@@ -241,6 +245,7 @@ def split_instances(
     min_size_px: int = 10,
     min_distance_px: int = 3,
     h_px: float = 1.0,
+    h_fraction: float = 1.0,
 ) -> np.ndarray:
     """Turn foreground (and contact-boundary) probabilities into an instance label map.
 
@@ -265,6 +270,11 @@ def split_instances(
         A distance-transform maximum must rise at least this many pixels above the saddle to
         its neighbour to seed its own particle (suppresses over-splitting of elongated or
         irregular particles).
+    h_fraction : float, optional
+        In (0, 1]: a maximum of height ``t`` pixels needs to rise only
+        ``min(h_px, h_fraction * t)`` above its saddle, so that small touching particles
+        (distance peaks lower than ``h_px / h_fraction``) are split while larger ones follow
+        ``h_px`` unchanged. 1 (default) is the plain ``h_px`` rule.
 
     Returns
     -------
@@ -302,6 +312,10 @@ def split_instances(
             )
     if not np.all(np.isfinite(foreground_prob)):
         raise ValueError("`foreground_prob` contains NaN or inf; pass probabilities in [0, 1].")
+    if not 0.0 < float(h_fraction) <= 1.0:
+        raise ValueError(
+            f"`h_fraction` must be in (0, 1]; got {h_fraction!r} (1 = the plain h_px rule)."
+        )
 
     mask = foreground_prob > threshold
     if not mask.any():
@@ -313,13 +327,15 @@ def split_instances(
         core_distance_px = ndi.distance_transform_edt(cores)
         core_components, _ = ndi.label(cores)
         markers = _distance_markers(
-            core_distance_px, core_components, min_distance_px=min_distance_px, h_px=h_px
+            core_distance_px, core_components, min_distance_px=min_distance_px, h_px=h_px,
+            h_fraction=h_fraction,
         )
         elevation = -distance_px * (1.0 - boundary)
     else:
         components, _ = ndi.label(mask)
         markers = _distance_markers(
-            distance_px, components, min_distance_px=min_distance_px, h_px=h_px
+            distance_px, components, min_distance_px=min_distance_px, h_px=h_px,
+            h_fraction=h_fraction,
         )
         elevation = -distance_px
     if markers.max(initial=0) > 0:
