@@ -74,6 +74,15 @@ def test_plan_by_particle_size_keeps_trained_sizes_native():
     assert plan_by_particle_size((1024, 768), 7.3, [30.0, 40.0], (18.0, 115.0)) is None
     assert plan_by_particle_size((1024, 768), 7.3, [5.0, 6.0, 9.0], (18.0, 115.0)) is None
     assert plan_by_particle_size((1024, 768), 7.3, [300.0, 400.0, 500.0], (18.0, 115.0)) is None
+    # A network blind to small particles finds only the big ones: a model-free count of
+    # mostly small blobs overrules it; a few or large independent ones do not.
+    found, trained = [30.0, 40.0, 55.0], (18.0, 115.0)
+    assert plan_by_particle_size((1024, 768), 7.3, found, trained,
+                                 independent_diameters_px=[8.0, 9.0, 10.0, 40.0]) is None
+    assert plan_by_particle_size((1024, 768), 7.3, found, trained,
+                                 independent_diameters_px=[8.0, 9.0]) is not None
+    assert plan_by_particle_size((1024, 768), 7.3, found, trained,
+                                 independent_diameters_px=[20.0, 35.0, 60.0]) is not None
     # The pixel-size plan of the same image would blow it up 7.3x.
     assert plan_resampling((1024, 768), 7.3, (0.025, 1.0))["factor"] == pytest.approx(7.3)
 
@@ -107,6 +116,7 @@ def test_a_coarse_image_with_trained_particle_sizes_is_analysed_at_its_own_pixel
     assert fine.labels.max() >= 3
     assert not coarse.info["resampling"]["resample"]
     assert coarse.info["particle_scale"]["n_particles"] >= 3
+    assert coarse.info["particle_scale"]["otsu_median_diameter_px"] > 18
     np.testing.assert_array_equal(coarse.labels, fine.labels)
     assert coarse.particles["diameter_nm"].to_numpy() == pytest.approx(
         fine.particles["diameter_nm"].to_numpy() * 7.3 / 0.5)

@@ -43,6 +43,7 @@ from etem_helpers.measure import (
     relabel_sequential,
     uses_blocks,
 )
+from etem_helpers.pipeline.baselines import otsu_watershed
 from etem_helpers.pipeline.result import AnalysisResult
 from etem_helpers.preprocess.annotations import drop_masked_particles, strip_annotations
 from etem_helpers.preprocess.resample import (
@@ -411,7 +412,11 @@ class Analyzer:
                 "first_pass_pixel_size_nm": float(pixel_size_nm), "n_particles": int(diameters.size),
                 "median_diameter_px": float(np.median(diameters)) if diameters.size else None,
                 "trained_diameter_range_px": list(trained_px)}
-            sized = plan_by_particle_size(array.shape, pixel_size_nm, diameters, trained_px)
+            independent = equivalent_diameters_px(otsu_watershed(array, pixel_size_nm).labels)
+            info["particle_scale"]["otsu_median_diameter_px"] = (
+                float(np.median(independent)) if independent.size else None)
+            sized = plan_by_particle_size(array.shape, pixel_size_nm, diameters, trained_px,
+                                          independent_diameters_px=independent)
             if sized is not None:
                 return sized, (labels, probabilities)
         if refused is not None:

@@ -206,9 +206,14 @@ def plan_resampling(
     return plan
 
 
+def _positive(values) -> np.ndarray:
+    d = np.asarray(values, dtype=np.float64).ravel()
+    return d[np.isfinite(d) & (d > 0)]
+
+
 def plan_by_particle_size(
     image_shape, pixel_size_nm: float, diameters_px, diameter_range_px, *,
-    min_particles: int = 3,
+    independent_diameters_px=None, min_particles: int = 3,
 ) -> ResamplingPlan | None:
     """Keep an image at its own pixel size when its particles already have trained sizes in px.
 
@@ -228,6 +233,12 @@ def plan_by_particle_size(
         border).
     diameter_range_px : (float, float)
         The model's trained diameter range in pixels.
+    independent_diameters_px : array_like of float, optional
+        Diameters (px) found without the network (e.g. Otsu + watershed). A network blind
+        to particles smaller than it was trained on finds only the largest ones, so its
+        median alone would keep an image of small particles at its own pixel size; when
+        these diameters (at least ``min_particles``) have a median below the range, the
+        image is not kept.
     min_particles : int, optional
         Fewest particles for a decision. Default 3.
 
@@ -235,16 +246,18 @@ def plan_by_particle_size(
     -------
     ResamplingPlan or None
         A plan without resampling (with ``median_diameter_px`` and the reason) when the
-        median is inside the range; None when there are too few particles or the median is
+        median is inside the range; None when there are too few particles or a median is
         outside the range (then resample by pixel size: :func:`plan_resampling`).
     """
-    d = np.asarray(diameters_px, dtype=np.float64).ravel()
-    d = d[np.isfinite(d) & (d > 0)]
+    d = _positive(diameters_px)
     low, high = (float(v) for v in diameter_range_px)
     if d.size < max(int(min_particles), 1):
         return None
     median = float(np.median(d))
     if not low <= median <= high:
+        return None
+    independent = _positive([] if independent_diameters_px is None else independent_diameters_px)
+    if independent.size >= max(int(min_particles), 1) and np.median(independent) < low:
         return None
     height, width = (int(n) for n in tuple(image_shape)[-2:])
     return ResamplingPlan(
