@@ -74,15 +74,29 @@ def test_plan_by_particle_size_keeps_trained_sizes_native():
     assert plan_by_particle_size((1024, 768), 7.3, [30.0, 40.0], (18.0, 115.0)) is None
     assert plan_by_particle_size((1024, 768), 7.3, [5.0, 6.0, 9.0], (18.0, 115.0)) is None
     assert plan_by_particle_size((1024, 768), 7.3, [300.0, 400.0, 500.0], (18.0, 115.0)) is None
-    # A network blind to small particles finds only the big ones: a model-free count of
-    # mostly small blobs overrules it; a few or large independent ones do not.
+    # A network blind to small particles finds only the big ones: model-free blobs whose
+    # area-weighted median is below twice the trained minimum overrule it.
     found, trained = [30.0, 40.0, 55.0], (18.0, 115.0)
     assert plan_by_particle_size((1024, 768), 7.3, found, trained,
-                                 independent_diameters_px=[8.0, 9.0, 10.0, 40.0]) is None
+                                 independent_diameters_px=[12.0] * 30 + [40.0]) is None
     assert plan_by_particle_size((1024, 768), 7.3, found, trained,
                                  independent_diameters_px=[8.0, 9.0]) is not None
+    # Many noise specks and a few large particles: the area decides, the specks do not.
     assert plan_by_particle_size((1024, 768), 7.3, found, trained,
-                                 independent_diameters_px=[20.0, 35.0, 60.0]) is not None
+                                 independent_diameters_px=[3.0] * 500 + [60.0] * 10) is not None
+
+
+def test_area_weighted_median_and_blobs():
+    from etem_helpers.preprocess.resample import area_weighted_median
+    from etem_helpers.segmentation.scale import blob_diameters_px
+
+    assert area_weighted_median([1.0, 1.0, 10.0]) == 10.0
+    assert np.isnan(area_weighted_median([]))
+    labels = _disks((128, 128), [(40, 40, 12), (90, 90, 6), (40, 95, 6)])
+    image = np.where(labels > 0, 0.2, 1.0) + np.random.default_rng(0).normal(0, 0.05, labels.shape)
+    d = np.sort(blob_diameters_px(image))
+    assert d == pytest.approx([12.0, 12.0, 24.0], rel=0.1)
+    assert blob_diameters_px(np.ones((32, 32))).size == 0
     # The pixel-size plan of the same image would blow it up 7.3x.
     assert plan_resampling((1024, 768), 7.3, (0.025, 1.0))["factor"] == pytest.approx(7.3)
 
@@ -108,7 +122,7 @@ def test_a_coarse_image_with_trained_particle_sizes_is_analysed_at_its_own_pixel
     from etem_helpers.simulate import SimulationParams, simulate_micrograph
 
     params = SimulationParams(regime="lowmag", image_size_px=256, pixel_size_nm=0.5,
-                              n_particles=8, kinds=("round",), diameter_range_nm=(12.0, 20.0))
+                              n_particles=8, kinds=("round",), diameter_range_nm=(20.0, 30.0))
     image = simulate_micrograph(params, seed=3).image
     settings = {"size_estimator": None, "faults": False, "annotations": False}
     fine = Analyzer(device="cpu", **settings)(image, 0.5)
@@ -116,7 +130,7 @@ def test_a_coarse_image_with_trained_particle_sizes_is_analysed_at_its_own_pixel
     assert fine.labels.max() >= 3
     assert not coarse.info["resampling"]["resample"]
     assert coarse.info["particle_scale"]["n_particles"] >= 3
-    assert coarse.info["particle_scale"]["otsu_median_diameter_px"] > 18
+    assert coarse.info["particle_scale"]["blob_area_weighted_median_px"] > 36
     np.testing.assert_array_equal(coarse.labels, fine.labels)
     assert coarse.particles["diameter_nm"].to_numpy() == pytest.approx(
         fine.particles["diameter_nm"].to_numpy() * 7.3 / 0.5)

@@ -43,11 +43,11 @@ from etem_helpers.measure import (
     relabel_sequential,
     uses_blocks,
 )
-from etem_helpers.pipeline.baselines import otsu_watershed
 from etem_helpers.pipeline.result import AnalysisResult
 from etem_helpers.preprocess.annotations import drop_masked_particles, strip_annotations
 from etem_helpers.preprocess.resample import (
     MIN_RESAMPLED_SIDE_PX,
+    area_weighted_median,
     map_to_grid,
     plan_by_particle_size,
     plan_resampling,
@@ -76,7 +76,7 @@ from etem_helpers.segmentation.predict import (
     inference_tile_shape,
     predict_probabilities,
 )
-from etem_helpers.segmentation.scale import equivalent_diameters_px
+from etem_helpers.segmentation.scale import blob_diameters_px, equivalent_diameters_px
 from etem_helpers.simulate.params import MATERIALS
 from etem_helpers.sizing import ESTIMATORS, estimate_sizes
 from etem_helpers.sizing.featurenet import load_featurenet
@@ -412,9 +412,9 @@ class Analyzer:
                 "first_pass_pixel_size_nm": float(pixel_size_nm), "n_particles": int(diameters.size),
                 "median_diameter_px": float(np.median(diameters)) if diameters.size else None,
                 "trained_diameter_range_px": list(trained_px)}
-            independent = equivalent_diameters_px(otsu_watershed(array, pixel_size_nm).labels)
-            info["particle_scale"]["otsu_median_diameter_px"] = (
-                float(np.median(independent)) if independent.size else None)
+            independent = blob_diameters_px(array)
+            info["particle_scale"]["blob_area_weighted_median_px"] = area_weighted_median(
+                independent)
             sized = plan_by_particle_size(array.shape, pixel_size_nm, diameters, trained_px,
                                           independent_diameters_px=independent)
             if sized is not None:

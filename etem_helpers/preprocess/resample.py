@@ -206,6 +206,21 @@ def plan_resampling(
     return plan
 
 
+def area_weighted_median(diameters_px) -> float:
+    """The diameter below which half of the total particle area lies (NaN if empty).
+
+    Parameters
+    ----------
+    diameters_px : array_like of float
+        Equivalent diameters; each weighs by its area (diameter squared).
+    """
+    d = np.sort(_positive(diameters_px))
+    if d.size == 0:
+        return float("nan")
+    cumulative = np.cumsum(d**2)
+    return float(d[np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+
 def _positive(values) -> np.ndarray:
     d = np.asarray(values, dtype=np.float64).ravel()
     return d[np.isfinite(d) & (d > 0)]
@@ -234,11 +249,14 @@ def plan_by_particle_size(
     diameter_range_px : (float, float)
         The model's trained diameter range in pixels.
     independent_diameters_px : array_like of float, optional
-        Diameters (px) found without the network (e.g. Otsu + watershed). A network blind
-        to particles smaller than it was trained on finds only the largest ones, so its
-        median alone would keep an image of small particles at its own pixel size; when
-        these diameters (at least ``min_particles``) have a median below the range, the
-        image is not kept.
+        Diameters (px) of blobs found without the network
+        (:func:`etem_helpers.segmentation.scale.blob_diameters_px`). A network blind to
+        particles smaller than it was trained on finds only the largest ones, so its median
+        alone would keep an image of small particles at its own pixel size. The image is
+        not kept when these blobs' area-weighted median diameter (robust to noise specks
+        and merged neighbours) is below twice the range's lower end: on simulated
+        low-magnification images that is 18-23 px for particles of median 12-17 px across
+        and 41-77 px for ordinary ones (seeds 100-105 of ``benchmarks/bench_scale.py``).
     min_particles : int, optional
         Fewest particles for a decision. Default 3.
 
@@ -257,7 +275,8 @@ def plan_by_particle_size(
     if not low <= median <= high:
         return None
     independent = _positive([] if independent_diameters_px is None else independent_diameters_px)
-    if independent.size >= max(int(min_particles), 1) and np.median(independent) < low:
+    if (independent.size >= max(int(min_particles), 1)
+            and area_weighted_median(independent) < 2.0 * low):
         return None
     height, width = (int(n) for n in tuple(image_shape)[-2:])
     return ResamplingPlan(

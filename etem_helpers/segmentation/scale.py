@@ -22,6 +22,7 @@ import numpy as np
 
 __all__ = [
     "DIAMETER_QUANTILES",
+    "blob_diameters_px",
     "dataset_diameter_range_px",
     "diameter_range_px",
     "equivalent_diameters_px",
@@ -56,6 +57,41 @@ def equivalent_diameters_px(labels: np.ndarray, *, exclude_border: bool = True) 
         edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
         keep[np.unique(edge)] = False
     return 2.0 * np.sqrt(areas[keep] / np.pi)
+
+
+def blob_diameters_px(image: np.ndarray, *, smooth_px: float = 1.0) -> np.ndarray:
+    """Equivalent diameters (px) of dark blobs found without a network (Otsu threshold).
+
+    A model-free look at the particle sizes in pixels of a bright-field image: Gaussian
+    smoothing (``smooth_px``), Otsu's threshold, a 3 x 3 opening, connected components of
+    at least 4 px not touching the border. Touching particles merge and noise leaves specks,
+    so use a robust summary (:func:`etem_helpers.preprocess.resample.area_weighted_median`).
+
+    Parameters
+    ----------
+    image : (H, W) ndarray
+        The micrograph (particles darker than the support).
+    smooth_px : float, optional
+        Gaussian sigma in pixels before thresholding. Default 1.
+
+    Returns
+    -------
+    numpy.ndarray
+        Diameters in pixels (empty for a constant image).
+    """
+    from scipy import ndimage as ndi
+    from skimage.filters import threshold_otsu
+
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 2:
+        raise ValueError(f"image must be 2-D, got shape {image.shape}.")
+    smooth = ndi.gaussian_filter(image, float(smooth_px))
+    if not np.ptp(smooth) > 0:
+        return np.zeros(0)
+    mask = ndi.binary_opening(smooth < threshold_otsu(smooth), np.ones((3, 3), bool))
+    labels, _ = ndi.label(mask)
+    d = equivalent_diameters_px(labels)
+    return d[d >= 2.0 * np.sqrt(4.0 / np.pi)]
 
 
 def diameter_range_px(diameters_px, quantiles: Sequence[float] = DIAMETER_QUANTILES) -> tuple:
