@@ -64,6 +64,7 @@ from etem_helpers.segmentation.checkpoint import (
     model_file,
 )
 from etem_helpers.segmentation.model import _size_multiple
+from etem_helpers.segmentation.outline import OUTLINES, half_contrast_outlines
 from etem_helpers.segmentation.postprocess import (
     VISIBILITY_FLOOR_PX,
     filter_visible,
@@ -212,8 +213,11 @@ class AnalyzerSettings:
     annotations: bool = True
     size_estimator: str | None = "featurenet"
     scale: str = "particles"
+    outline: str = "physical"
 
     def __post_init__(self) -> None:
+        if self.outline not in OUTLINES:
+            raise ValueError(f"outline={self.outline!r} is not known; use one of {OUTLINES}.")
         if self.scale not in SCALE_MODES:
             raise ValueError(f"scale={self.scale!r} is not known; use one of {SCALE_MODES}.")
         _check_fraction("threshold", self.threshold, closed=False)
@@ -348,6 +352,10 @@ class Analyzer:
                 labels = drop_masked_particles(labels, given.mask)
                 probability[given.mask] = 0.0
             timer.lap("map_back")
+            if self.settings.outline == "half_contrast":
+                labels = half_contrast_outlines(array, labels)
+                timer.lap("outline")
+        info["outline"] = self.settings.outline
         particles = measure_particles(labels, pixel_size_nm, probability=probability)
         timer.lap("measure")
         particles = self._sizes(array, labels, probability, pixel_size_nm, particles, info)
@@ -516,11 +524,14 @@ class Analyzer:
         ``aspect_ratio`` and ``roundness`` are the estimator's (the contract's quantities,
         estimated from the outline or by FeatureNet), ``feret_max_nm`` the mask's.
         """
-        info["size_estimator"] = self.settings.size_estimator or "mask (no uncertainties)"
-        if self.settings.size_estimator is None:
+        estimator = self.settings.size_estimator
+        if estimator is not None and self.settings.outline == "half_contrast":
+            estimator = "mask"  # FeatureNet and the probability contour size the physical outline
+        info["size_estimator"] = estimator or "mask (no uncertainties)"
+        if estimator is None:
             return particles
         sizes = estimate_sizes(image, labels, probability, pixel_size_nm,
-                               estimator=self.settings.size_estimator, model=self.featurenet,
+                               estimator=estimator, model=self.featurenet,
                                threshold=float(self.postprocess["threshold"]),
                                mask_table=particles)
         estimated = [*SIZE_QUANTITIES, *(f"{q}_std" for q in SIZE_QUANTITIES)]
@@ -687,7 +698,12 @@ def analyze(image, pixel_size_nm: float | None = None, *, scale_bar_nm: float | 
         an image coarser than the model's pixel-size range is first segmented at its own
         pixel size and kept there when its particles have the sizes in pixels the model was
         trained on, ``info["particle_scale"]``; "pixel_size": always resampled into the
-        range, as before).
+        range, as before), ``outline`` ("physical" (default): the network's outline, trained
+        on the simulator's projected-thickness edge, the physical size; "half_contrast": each
+        outline moved to the half-contrast line of the image around it, where people draw
+        edges by hand, :func:`etem_helpers.segmentation.outline.half_contrast_outlines`; use
+        it to compare with manual measurements; sizes then come from the moved outlines,
+        ``size_estimator`` "mask").
 
     Returns
     -------
