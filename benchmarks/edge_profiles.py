@@ -28,7 +28,7 @@ with outlines moved to half contrast (``outline="half_contrast"``,
 image_0..4) on the real sample's evaluation images image_5..19 against the hand outlines, and
 on the simulated images against the simulator's truth: instance F1 (IoU >= 0.5), median area
 ratio and mean relative diameter error of matched pairs (``metrics.relative_size_errors``).
-Rule written 2026-11-30 11:15, before that run: the default stays ``"physical"`` whatever the
+Rule written 2026-11-30 11:00, before that run: the default stays ``"physical"`` whatever the
 result (the simulator's projected-thickness edge is the physical size, and the simulated
 figures are judged against it); ``"half_contrast"`` is offered for comparisons with manual
 measurements and reported beside it, never tuned on image_5..19.

@@ -39,7 +39,8 @@ def half_contrast_outlines(
     inside, more than 2 px from its outline; the support level the median of a ring
     ``ring_px`` outside it, away from other particles. The new particle is the connected
     region on the particle's side of the mean of the two levels, grown or shrunk from its
-    core by at most ``search_px`` and never into another particle. A particle without
+    core by at most ``search_px``, never into another particle nor past the midline between
+    them. A particle without
     measurable contrast, or whose core does not pass the half level, keeps its outline.
 
     Parameters
@@ -101,7 +102,10 @@ def _refine_one(smooth, labels, k, search_px, inner, outer):
         return None
     sign = 1.0 if level_out > level_in else -1.0  # dark particles: inside below the support
     half = 0.5 * (level_in + level_out)
-    allowed = (outside <= search_px) & ~((labels > 0) & ~mask)
+    other = (labels > 0) & ~mask
+    nearer_other = (ndi.distance_transform_edt(~other) <= outside if other.any()
+                    else np.zeros_like(mask))
+    allowed = (outside <= search_px) & ~other & ~nearer_other  # never past the midline
     candidate = allowed & (sign * (half - smooth) > 0)
     regions, _ = ndi.label(candidate)
     keep = np.unique(regions[core & candidate])
