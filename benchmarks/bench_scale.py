@@ -11,8 +11,9 @@ micrograph at 7.3 nm/px used to be blown up 7.3x before the network saw it (slow
 was trained on (``ModelCard.diameter_range_px``, 18-115 px for the shipped model).
 
 The test: simulated low-magnification micrographs (``sample_params(rng, "lowmag", size_px)``,
-seeds ``--seed-base`` + k, default 200; seeds 100-105 were used to set the model-free
-small-particle check of :func:`etem_helpers.preprocess.plan_by_particle_size`) analysed
+seeds ``--seed-base`` + k, default 400; seeds 100-105 and 200-203 were used to set the
+model-free small-particle check of :func:`etem_helpers.preprocess.plan_by_particle_size`)
+analysed
 
 * **fine**: at their own pixel size (inside the model's range, nothing resampled);
 * **coarse, particles** (the new default, ``scale="particles"``): the *same pixels* declared
@@ -129,7 +130,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size-px", type=int, default=1024)
     parser.add_argument("--coarse-pixel-size-nm", type=float, default=7.3)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seed-base", type=int, default=200)
+    parser.add_argument("--seed-base", type=int, default=400)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     result = run(args)

@@ -255,8 +255,9 @@ def plan_by_particle_size(
         alone would keep an image of small particles at its own pixel size. The image is
         not kept when these blobs' area-weighted median diameter (robust to noise specks
         and merged neighbours) is below twice the range's lower end: on simulated
-        low-magnification images that is 18-23 px for particles of median 12-17 px across
-        and 41-77 px for ordinary ones (seeds 100-105 of ``benchmarks/bench_scale.py``).
+        low-magnification images that is 18-25 px for particles of median 12-17 px across
+        and 61-83 px for ordinary ones of median 47-68 px (seeds 100-105 and 200-203 of
+        ``benchmarks/bench_scale.py``, used to set this rule; its reported run uses others).
     min_particles : int, optional
         Fewest particles for a decision. Default 3.
 
