@@ -299,7 +299,7 @@ def _check_postprocess_choice(tuned, checkpoint):
     assert tuned["val_tuned"]["f1"] == best["f1"] and tuned["val_default"] == trials[0]
     assert {key: trials[0][key] for key in settings} == dict(DEFAULT_POSTPROCESS)
     for key, value in settings.items():
-        assert value in (*POSTPROCESS_GRID[key], DEFAULT_POSTPROCESS[key]), (key, value)
+        assert value in (*POSTPROCESS_GRID.get(key, ()), DEFAULT_POSTPROCESS[key]), (key, value)
     _, card = load_checkpoint(checkpoint)
     assert dict(card.postprocess) == settings, "the model card does not hold the chosen settings"
     assert card.normalization.to_dict()["method"] == "percentile"
