@@ -43,6 +43,7 @@ import numpy as np
 
 from .params import (
     SimulationParams,
+    _log_uniform,
     _sample_lowmag,
     _wavelength_nm,
 )
@@ -436,6 +437,9 @@ def sample_dense_params(
     Optics, detector, support and material are drawn as for sparse low-magnification images
     (:func:`etem_helpers.simulate.sample_params`, same voltage / C_s draw first), then:
 
+    * pixel size logU(0.25, 1) nm (coarser than sparse images: monolayers are imaged at low
+      magnification, where a 0.3-2 nm gap is 0.3-8 px wide); drift, jitter, texture and
+      support-grain lengths, drawn in pixels, follow it;
     * shape family: faceted (triangles / squares / hexagons 0.4 / 0.3 / 0.3) 60 %, rods
       20 %, discs 20 %;
     * mean circumscribed diameter U(28, 72) px (rods: width U(14, 32) px), at least the size
@@ -454,7 +458,16 @@ def sample_dense_params(
     corrected = rng.random() < 0.3
     cs = float(rng.uniform(-0.04, 0.04)) if corrected else float(rng.uniform(0.5, 2.0))
     base = _sample_lowmag(rng, voltage_kv=voltage, cs_mm=cs, image_size_px=image_size_px)
-    pixel = base.pixel_size_nm
+    # coarser sampling than sparse images (monolayers are imaged at low magnification, where
+    # a 0.3-2 nm gap is 0.3-8 px); lengths drawn in pixels follow the new pixel size
+    pixel = _log_uniform(rng, 0.25, 1.0)
+    scale = pixel / base.pixel_size_nm
+    base = base.replace(
+        pixel_size_nm=pixel, drift_nm=base.drift_nm * scale, jitter_nm=base.jitter_nm * scale,
+        texture_length_nm=base.texture_length_nm * scale,
+        support_grain_nm=base.support_grain_nm * scale,
+        diameter_range_nm=(1.0, 1.0),  # drawn below
+    )
     field = base.field_of_view_nm
     family = str(rng.choice(np.array(["faceted", "rod", "round"]), p=[0.6, 0.2, 0.2]))
     area_fraction = float(rng.uniform(0.4, 0.75))
