@@ -27,8 +27,8 @@ Placement (:func:`place_dense_particles`)
     on circumscribing convex polygons, so the analytic footprints never touch); with
     probability ``vacancy_fraction`` an accepted site is left empty (a vacancy). Growth stops
     when the particles whose centres lie in the field cover ``area_fraction`` of it (by their
-    analytic areas) or ``n_particles`` were placed; domains that stop growing are replaced by
-    new seeds. Where two domains meet, misfit leaves wider gaps (grain boundaries), as in real
+    analytic areas) or ``n_particles`` were placed. When every domain has stopped growing,
+    all particles propose neighbours once more (twice at most), then new domains are seeded. Where two domains meet, misfit leaves wider gaps (grain boundaries), as in real
     monolayers. Particles may be cut by the image edge (a window of a larger monolayer).
 """
 
@@ -64,6 +64,7 @@ _FACET_PROBABILITIES = (0.4, 0.3, 0.3)
 _CIRCLE_VERTICES = 24  # circumscribing polygon of discs and rod caps
 _SEED_ATTEMPTS = 60
 _MAX_DOMAINS = 50
+_REFILLS = 2
 
 
 @dataclass(frozen=True)
@@ -243,24 +244,45 @@ def _body(p) -> _Body:
 # --------------------------------------------------------------------------------------
 # Particles and placement
 # --------------------------------------------------------------------------------------
-def _dense_particle(rng, params, family: str, *, n_facets: int, aspect: float, angle: float):
-    """One particle of the family at the origin with orientation ``angle`` (degrees)."""
-    from .specimen import _random_particle
+def _dense_geometry(rng, params, family: str, *, n_facets: int, aspect: float, angle: float):
+    """The outline of one particle of the family at the origin (crystal attributes later)."""
+    from .specimen import Particle
 
-    p = _random_particle(rng, params, family)
-    changes: dict = {"angle_deg": angle}
-    if p.lattice_angle_deg == p.angle_deg:  # rods with (111) planes along the axis
-        changes["lattice_angle_deg"] = angle
+    d_lo, d_hi = params.diameter_range_nm
+    if params.diameter_distribution == "uniform":
+        radius = 0.5 * float(rng.uniform(d_lo, d_hi))
+    else:
+        radius = 0.5 * float(np.exp(rng.uniform(np.log(d_lo), np.log(d_hi))))
     if family == "faceted":
-        apothem = p.radius_nm * math.cos(math.pi / n_facets)
-        changes.update(n_facets=n_facets, radius2_nm=p.radius_nm,
-                       taper_nm=apothem * float(rng.uniform(0.05, 0.2)))
-    elif family == "rod":
-        length = 2.0 * p.radius_nm * aspect * float(rng.uniform(0.95, 1.05))
-        changes["length_nm"] = min(length, 0.6 * params.field_of_view_nm)
-    else:  # round: nearly circular discs
-        changes["radius2_nm"] = p.radius_nm * float(rng.uniform(0.95, 1.0))
-    return replace(p, **changes)
+        return Particle("faceted", 0.0, 0.0, radius, radius, angle_deg=angle, n_facets=n_facets,
+                        thickness_nm=2.0 * radius * float(rng.uniform(0.6, 0.9)),
+                        taper_nm=radius * math.cos(math.pi / n_facets)
+                        * float(rng.uniform(0.05, 0.2)))
+    if family == "rod":
+        length = min(2.0 * radius * aspect * float(rng.uniform(0.95, 1.05)),
+                     0.6 * params.field_of_view_nm)
+        return Particle("rod", 0.0, 0.0, radius, angle_deg=angle, length_nm=length,
+                        thickness_nm=2.0 * radius)
+    radius2 = radius * float(rng.uniform(0.95, 1.0))  # round: nearly circular discs
+    return Particle("round", 0.0, 0.0, radius, radius2, angle_deg=angle,
+                    thickness_nm=(radius + radius2) * float(rng.uniform(0.8, 1.0)),
+                    edge_exponent=params.edge_exponent)
+
+
+def _with_crystal(rng, params, geometry):
+    """``geometry`` (placed) with material, zone axis, lattice and fault drawn as for sparse
+    particles (:func:`etem_helpers.simulate.specimen._random_particle`)."""
+    from .specimen import _moved, _random_particle
+
+    crystal = _random_particle(rng, params, geometry.shape)
+    lattice_angle = crystal.lattice_angle_deg
+    if lattice_angle == crystal.angle_deg:  # rods with (111) planes along the axis
+        lattice_angle = geometry.angle_deg
+    crystal = replace(crystal, lattice_angle_deg=lattice_angle, outline=())
+    crystal = _moved(crystal, geometry.center_y_nm, geometry.center_x_nm)
+    keep = ("radius_nm", "radius2_nm", "thickness_nm", "length_nm", "angle_deg", "n_facets",
+            "taper_nm", "edge_exponent")
+    return replace(crystal, **{k: getattr(geometry, k) for k in keep})
 
 
 def _directions(p, family: str) -> list[tuple[float, float]]:
@@ -320,6 +342,7 @@ def place_dense_particles(params: DenseSimulationParams, rng: np.random.Generato
     centres = np.zeros((0, 2))
     bounds = np.zeros(0)
     placed: list = []
+    real: list[bool] = []  # bodies that are particles (not vacancies)
     covered = 0.0
 
     def fits(body: _Body) -> bool:
@@ -341,18 +364,19 @@ def place_dense_particles(params: DenseSimulationParams, rng: np.random.Generato
     def accept(body: _Body, *, vacancy: bool) -> None:
         nonlocal centres, bounds, covered
         bodies.append(body)
+        real.append(not vacancy)
         centres = np.vstack([centres, [[body.particle.center_y_nm, body.particle.center_x_nm]]])
         bounds = np.append(bounds, body.bound_nm)
         if vacancy:
             return
-        placed.append(body.particle)
+        placed.append(_with_crystal(rng, params, body.particle))
         p = body.particle
         if 0.0 <= p.center_y_nm < field and 0.0 <= p.center_x_nm < field:
             covered += _polygon_area(p)
 
     def new_domain() -> deque | None:
         angle = float(rng.uniform(0.0, 360.0))
-        proto = _dense_particle(rng, params, family, n_facets=n_facets, aspect=aspect,
+        proto = _dense_geometry(rng, params, family, n_facets=n_facets, aspect=aspect,
                                 angle=angle)
         for _ in range(_SEED_ATTEMPTS):
             cy, cx = (float(v) for v in rng.uniform(0.0, field, size=2))
@@ -366,9 +390,15 @@ def place_dense_particles(params: DenseSimulationParams, rng: np.random.Generato
         return covered >= target_nm2 or len(placed) >= params.n_particles
 
     domains = [d for d in (new_domain() for _ in range(params.n_domains)) if d is not None]
-    failed_seeds = 0
+    failed_seeds = refills = 0
     while not done():
         active = [d for d in domains if d]
+        if not active and refills < _REFILLS:
+            # every domain is stuck: let all particles propose neighbours once more (other
+            # sizes and jitter may fit the holes) before seeding new domains
+            refills += 1
+            domains = [deque(b for b, is_real in zip(bodies, real, strict=True) if is_real)]
+            continue
         if not active:
             domain = new_domain()
             if domain is None:
@@ -392,7 +422,7 @@ def place_dense_particles(params: DenseSimulationParams, rng: np.random.Generato
                 if np.hypot(*(centres - guess).T).min() < 0.5 * h_parent:
                     continue
                 angle = orientation_deg + float(rng.uniform(-jitter, jitter))
-                proto = _dense_particle(rng, params, family, n_facets=n_facets, aspect=aspect,
+                proto = _dense_geometry(rng, params, family, n_facets=n_facets, aspect=aspect,
                                         angle=angle)
                 rel = _outline_world(proto)
                 tangent = np.array([normal[1], -normal[0]])
