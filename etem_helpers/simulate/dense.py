@@ -73,6 +73,7 @@ class DenseSimulationParams(SimulationParams):
 
     All fields of :class:`~etem_helpers.simulate.SimulationParams` keep their meaning, except:
 
+    * ``diameter_range_nm`` defaults to (4.5, 5.5) nm (a size CV of 6 %);
     * ``kinds`` (default ``("faceted",)``) must come from :data:`DENSE_KINDS`; one of them is
       drawn per image (a monolayer has one shape);
     * ``n_particles`` (default 500) is an upper bound: placement stops at ``area_fraction``;
@@ -113,6 +114,7 @@ class DenseSimulationParams(SimulationParams):
     packing: ClassVar[str] = "dense"
 
     n_particles: int = 500
+    diameter_range_nm: tuple[float, float] = (4.5, 5.5)
     kinds: tuple[str, ...] = ("faceted",)
     area_fraction: float = 0.6
     gap_range_nm: tuple[float, float] = (0.5, 1.5)
