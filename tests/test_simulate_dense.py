@@ -190,6 +190,11 @@ def test_dataset_mixes_dense_images_without_changing_the_others(tmp_path):
             mixed / row["labels_path"]).read_bytes()
     info = json.loads((mixed / "dataset.json").read_text())
     assert info["arguments"]["dense_fraction"] == 0.5
+    from etem_helpers.datasets import dataset_card
+
+    assert dataset_card(mixed)["packing"] == {"dense": int(dense.sum()),
+                                              "random": int((~dense).sum())}
+    assert "packing" not in dataset_card(plain)
 
 
 def test_dataset_dense_fraction_is_checked(tmp_path):
