@@ -28,7 +28,8 @@ Placement (:func:`place_dense_particles`)
     probability ``vacancy_fraction`` an accepted site is left empty (a vacancy). Growth stops
     when the particles whose centres lie in the field cover ``area_fraction`` of it (by their
     analytic areas) or ``n_particles`` were placed. When every domain has stopped growing,
-    all particles propose neighbours once more (twice at most), then new domains are seeded. Where two domains meet, misfit leaves wider gaps (grain boundaries), as in real
+    all particles propose neighbours once more (twice at most), then new domains are seeded.
+    Where two domains meet, misfit leaves wider gaps (grain boundaries), as in real
     monolayers. Particles may be cut by the image edge (a window of a larger monolayer).
 """
 
