@@ -88,7 +88,8 @@ def simulate_split(n_images: int, seed: int) -> list[dict[str, Any]]:
             "pixel_size_nm": params.pixel_size_nm, "family": family_of(sim.objects),
             "gap_px": params.gap_range_nm[0] / params.pixel_size_nm,
             "area_fraction": float(np.mean(sim.labels > 0)), "n_particles": int(sim.labels.max()),
-            "simulate_s": time.perf_counter() - started, "simulate_cpu_s": time.process_time() - cpu,
+            "simulate_s": time.perf_counter() - started,
+            "simulate_cpu_s": time.process_time() - cpu,
         })
     return samples
 

@@ -127,8 +127,9 @@ def score_real(checkpoint: Path, source: Path) -> dict:
 
     samples = real.sintering_samples(0.5, ids=real.SINTERING_EVALUATION_IDS, source_dir=source)
     shipped, tuned = Analyzer(device="cpu"), Analyzer(checkpoint, device="cpu")
-    evaluation = evaluate(samples, {"shipped": lambda im, px: shipped(im, px).labels,
-                                    "fine-tuned (dense probe)": lambda im, px: tuned(im, px).labels})
+    methods = {"shipped": lambda im, px: shipped(im, px).labels,
+               "fine-tuned (dense probe)": lambda im, px: tuned(im, px).labels}
+    evaluation = evaluate(samples, methods)
     pooled = evaluation.pooled()
     print(format_table(pooled, title="\n**Real sample, image_5..19 (0.5 nm/px assumed)**\n"))
     return pooled
