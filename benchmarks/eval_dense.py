@@ -28,6 +28,11 @@ criterion as well):
 4. ``--extra NAME=CHECKPOINT``: any other checkpoint through ``Analyzer(CHECKPOINT)`` with
    its own stored post-processing (e.g. a model retrained with dense images).
 
+``--ordinary-test`` also scores the shipped model, Otsu and the extras on the shipped model's own
+held-out simulated test split (the ``split["test"]`` ids stored in ``default.pt``, re-simulated
+in memory from seed 7 exactly as its dataset was written), so that a model retrained with dense
+images can be checked for losses on ordinary images.
+
 Decision rule (written before the first run, 2026-11-30 10:30 UTC): the tuned setting is
 chosen on the validation split alone and then applied once to the test split; it is called
 "a split setting that helps" only if its **validation** F1 exceeds the default's by at least
@@ -145,6 +150,25 @@ def f1_table(evaluation, named_groups: dict[str, list[str]], title: str) -> str:
     return "\n".join(lines)
 
 
+def ordinary_test_samples(card) -> list[tuple]:
+    """The shipped model's simulated test split, re-simulated in memory (no files)."""
+    from etem_helpers.simulate import simulate_micrograph
+    from etem_helpers.simulate.dataset import image_params
+
+    config = card.config
+    simulate = dict(config["simulate"])
+    samples = []
+    for name in config["split"]["test"]:
+        params, image_seed = image_params(
+            int(str(name).split("_")[-1]), seed=int(config["seed"]),
+            regime=simulate.get("regime", "mixed"),
+            image_size_px=int(simulate.get("image_size_px", 512)),
+            dense_fraction=float(simulate.get("dense_fraction", 0.0)))
+        sim = simulate_micrograph(params, image_seed)
+        samples.append((str(name), sim.image, sim.labels, params.pixel_size_nm))
+    return samples
+
+
 def _jsonable(value):
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -165,6 +189,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=CHECKPOINT",
                         help="also evaluate this checkpoint through Analyzer(CHECKPOINT)")
     parser.add_argument("--no-tune", action="store_true", help="skip the dense-tuned setting")
+    parser.add_argument("--ordinary-test", action="store_true",
+                        help="also score on the shipped model's own simulated test split")
     parser.add_argument("--device", default="cpu")
     return parser
 
@@ -254,6 +280,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         images=[{k: v for k, v in s.items() if k not in ("image", "labels")} for s in test],
         tables="\n".join(tables),
     )
+    if args.ordinary_test:
+        ordinary_methods = {k: v for k, v in methods.items() if "dense-tuned" not in k}
+        ordinary = evaluate(ordinary_test_samples(analyzer.card), ordinary_methods,
+                            visibility=True).pooled()
+        table = format_table(ordinary, title="\n**Ordinary images: the shipped model's simulated "
+                             "test split (seed 7, held out from its training)**\n")
+        print(table)
+        report["ordinary_test"] = ordinary
+        report["tables"] += "\n" + table
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(_jsonable(report), indent=1) + "\n")
     print(f"\nWrote {args.json}")
