@@ -28,6 +28,10 @@ criterion as well):
 4. ``--extra NAME=CHECKPOINT``: any other checkpoint through ``Analyzer(CHECKPOINT)`` with
    its own stored post-processing (e.g. a model retrained with dense images).
 
+``--cross-postprocess`` adds, for each extra checkpoint, its network with the *shipped* model's
+post-processing (``probabilities_to_instances`` on its probabilities), to tell what its weights
+changed from what its re-chosen post-processing changed.
+
 ``--ordinary-test`` also scores the shipped model, Otsu and the extras on the shipped model's own
 held-out simulated test split (the ``split["test"]`` ids stored in ``default.pt``, re-simulated
 in memory from seed 7 exactly as its dataset was written), so that a model retrained with dense
@@ -189,6 +193,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=CHECKPOINT",
                         help="also evaluate this checkpoint through Analyzer(CHECKPOINT)")
     parser.add_argument("--no-tune", action="store_true", help="skip the dense-tuned setting")
+    parser.add_argument("--cross-postprocess", action="store_true",
+                        help="also run each extra checkpoint with the shipped post-processing")
     parser.add_argument("--ordinary-test", action="store_true",
                         help="also score on the shipped model's own simulated test split")
     parser.add_argument("--device", default="cpu")
@@ -251,6 +257,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             lambda image, px: probabilities_to_instances(*probabilities(image), **tuned))
     for name, other in extras.items():
         methods[name] = lambda image, px, other=other: other(image, px).labels
+        if args.cross_postprocess:
+            other_probabilities = make_probability_function(other)
+            methods[f"{name}, shipped post-processing"] = (
+                lambda image, px, f=other_probabilities: probabilities_to_instances(
+                    *f(image), **analyzer.postprocess))
 
     evaluation = evaluate(as_tuples(test), methods, visibility=True)
     pooled = evaluation.pooled()
