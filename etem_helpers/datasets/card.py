@@ -59,7 +59,9 @@ def dataset_card(
         (particles per kind), ``diameter_nm`` (quantiles per kind and ``"all"``),
         ``aspect_ratio`` (quantiles), ``faults`` (true/false counts of ``has_fault`` and
         ``fault_visible``, overall and per regime), ``pixel_size_nm``, ``dose_e_per_a2``,
-        ``defocus_nm``, ``gas_fraction`` (quantiles over micrographs) and ``splits``.
+        ``defocus_nm``, ``gas_fraction`` (quantiles over micrographs) and ``splits``; for
+        datasets simulated with ``dense_fraction > 0`` also ``packing`` (micrographs that are
+        dense assemblies or randomly placed particles).
     """
     manifest = read_manifest(dataset_dir)
     particles = read_particles(dataset_dir)
@@ -70,6 +72,8 @@ def dataset_card(
     }
     if "regime" in manifest.columns:
         card["regimes"] = {str(k): int(v) for k, v in manifest["regime"].value_counts().items()}
+    if "packing" in manifest.columns:  # datasets with dense assemblies (dense_fraction > 0)
+        card["packing"] = {str(k): int(v) for k, v in manifest["packing"].value_counts().items()}
     if "kind" in particles.columns:
         card["kinds"] = {str(k): int(v) for k, v in particles["kind"].value_counts().items()}
     if "diameter_nm" in particles.columns:

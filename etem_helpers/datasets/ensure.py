@@ -22,6 +22,8 @@ __all__ = ["DatasetStatus", "dataset_identity", "ensure_dataset"]
 
 #: Arguments of ``generate_dataset`` that do not change the images (so never compared).
 _IGNORED_ARGUMENTS = ("n_jobs", "progress")
+#: Arguments added after datasets were first written, with the value older datasets had.
+_ARGUMENT_DEFAULTS = {"dense_fraction": 0.0}
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def dataset_identity(arguments: dict[str, Any]) -> dict[str, Any]:
 
 def _found_identity(info: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
     arguments = info.get("arguments", {})
-    found = {key: arguments.get(key) for key in wanted}
+    found = {key: arguments.get(key, _ARGUMENT_DEFAULTS.get(key)) for key in wanted}
     found["simulator_revision"] = info.get("simulator_revision", 1)
     found["generator_version"] = info.get("generator_version")
     return found

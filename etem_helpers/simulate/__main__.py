@@ -33,12 +33,16 @@ def _simulate(argv: list[str] | None) -> int:
     parser.add_argument("--image-size-px", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-jobs", type=int, default=1, help="worker processes")
+    parser.add_argument("--dense-fraction", type=float, default=0.0,
+                        help="fraction of images that are dense assemblies of faceted "
+                        "particles (low magnification; default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset this "
                         "command wrote in --out (only its own files)")
     args = parser.parse_args(argv)
     path = generate_dataset(
         args.n_images, args.out, regime=args.regime, image_size_px=args.image_size_px,
         seed=args.seed, n_jobs=args.n_jobs, overwrite=args.overwrite, progress=True,
+        dense_fraction=args.dense_fraction,
     )
     print(f"wrote {args.n_images} micrographs to {path}")
     return 0

@@ -30,7 +30,7 @@ from .params import REGIMES, SimulationParams, sample_params
 
 __all__ = [
     "SIMULATOR_REVISION", "check_out_dir", "generate_dataset", "load_manifest", "load_sample",
-    "image_params", "write_labels",
+    "image_params", "write_labels", "check_dense_fraction",
 ]
 
 #: Revision of the simulator's output. It is raised whenever the images or labels drawn for
@@ -57,6 +57,7 @@ def image_params(
     regime: str = "mixed",
     image_size_px: int = 512,
     params: SimulationParams | None = None,
+    dense_fraction: float = 0.0,
 ) -> tuple[SimulationParams, int]:
     """Parameters and simulation seed of image ``index`` of a dataset.
 
@@ -72,6 +73,11 @@ def image_params(
         Image side in pixels (when the parameters are drawn).
     params : SimulationParams, optional
         Fixed parameters for every image (only the seed changes).
+    dense_fraction : float
+        Probability (0-1) that the image is a dense assembly of faceted particles
+        (:func:`etem_helpers.simulate.dense.sample_dense_params`, low magnification). The
+        choice and the dense parameters come from their own stream of ``(seed, index)``, so
+        the other images are exactly those of a dataset with ``dense_fraction=0``.
 
     Returns
     -------
@@ -84,6 +90,13 @@ def image_params(
     image_seed = int(rng.integers(0, 2**31 - 1))
     if params is not None:
         return params, image_seed
+    if dense_fraction > 0:
+        from .dense import sample_dense_params
+
+        dense_rng = np.random.default_rng(
+            np.random.SeedSequence(int(seed), spawn_key=(int(index), 1)))
+        if dense_rng.random() < dense_fraction:
+            return sample_dense_params(dense_rng, image_size_px=image_size_px), image_seed
     this_regime = regime
     if regime == "mixed":
         this_regime = "hrtem" if rng.random() < 0.5 else "lowmag"
@@ -128,10 +141,11 @@ def write_labels(path: Path, labels: np.ndarray, pixel_size_nm: float) -> None:
 
 def _make_one(task: tuple) -> tuple[dict, pd.DataFrame]:
     """Simulate and write image ``index`` (runs in a worker process when n_jobs > 1)."""
-    index, out_dir, seed, regime, image_size_px, params = task
+    index, out_dir, seed, regime, image_size_px, params, dense_fraction = task
     out_dir = Path(out_dir)
     this_params, image_seed = image_params(
-        index, seed=seed, regime=regime, image_size_px=image_size_px, params=params
+        index, seed=seed, regime=regime, image_size_px=image_size_px, params=params,
+        dense_fraction=dense_fraction,
     )
     sim = simulate_micrograph(this_params, image_seed)
     mid = _micrograph_id(index)
@@ -159,6 +173,8 @@ def _make_one(task: tuple) -> tuple[dict, pd.DataFrame]:
         "image_units": meta["image_units"],
         "image_size_px": this_params.image_size_px,
     }
+    if dense_fraction > 0:  # only datasets that ask for dense images get this column
+        row["packing"] = this_params.packing
     row.update(_flat_params(this_params))
     table = sim.particles.copy()
     table.insert(0, "micrograph_id", mid)
@@ -244,6 +260,7 @@ def generate_dataset(
     overwrite: bool = False,
     progress: bool = True,
     params: SimulationParams | None = None,
+    dense_fraction: float = 0.0,
 ) -> Path:
     """Simulate ``n_images`` micrographs with ground truth and write them to ``out_dir``.
 
@@ -273,6 +290,14 @@ def generate_dataset(
     params : SimulationParams, optional
         Use these fixed parameters for every image instead of drawing them (``regime`` and
         ``image_size_px`` are then taken from ``params``).
+    dense_fraction : float
+        Fraction (0-1, default 0) of images drawn as dense assemblies of faceted particles
+        (monolayers of touching triangles, squares, hexagons, rods or discs separated by thin
+        bright gaps; :mod:`etem_helpers.simulate.dense`), always at low magnification. Each
+        image is dense with this probability, decided from its own stream, so the other
+        images are identical to those of ``dense_fraction=0``. The manifest then gets a
+        ``packing`` column ("dense" or "random") and the dense settings as ``param_*``
+        columns. Not allowed with ``params`` or ``regime="hrtem"``.
 
     Returns
     -------
@@ -297,6 +322,7 @@ def generate_dataset(
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     if params is not None and not isinstance(params, SimulationParams):
         raise TypeError(f"params must be a SimulationParams or None, got {type(params).__name__}.")
+    dense_fraction = check_dense_fraction(dense_fraction, regime=regime, params=params)
     if params is None and (
         isinstance(image_size_px, bool)
         or not isinstance(image_size_px, int | np.integer)
@@ -308,7 +334,7 @@ def generate_dataset(
     for name in _DIRS:
         (out_dir / name).mkdir(parents=True, exist_ok=True)
 
-    tasks = [(i, str(out_dir), int(seed), regime, int(image_size_px), params)
+    tasks = [(i, str(out_dir), int(seed), regime, int(image_size_px), params, dense_fraction)
              for i in range(int(n_images))]
     rows: list[dict] = []
     tables: list[pd.DataFrame] = []
@@ -343,7 +369,7 @@ def generate_dataset(
         "simulator_revision": SIMULATOR_REVISION,
         "arguments": {
             "n_images": int(n_images), "regime": regime, "image_size_px": int(image_size_px),
-            "seed": int(seed), "n_jobs": int(n_jobs),
+            "seed": int(seed), "n_jobs": int(n_jobs), "dense_fraction": dense_fraction,
             "params": None if params is None else {
                 k: (list(v) if isinstance(v, tuple) else v) for k, v in params.to_dict().items()
             },
@@ -353,6 +379,46 @@ def generate_dataset(
     }
     (out_dir / "dataset.json").write_text(json.dumps(info, indent=2))
     return out_dir
+
+
+def check_dense_fraction(dense_fraction, *, regime: str = "mixed",
+                         params: SimulationParams | None = None) -> float:
+    """Check the ``dense_fraction`` of :func:`generate_dataset`; returns it as a float.
+
+    Parameters
+    ----------
+    dense_fraction : float
+        Fraction of dense-assembly images, 0-1.
+    regime : str
+        The dataset's regime: dense images are low magnification, so ``"hrtem"`` refuses
+        ``dense_fraction > 0``.
+    params : SimulationParams, optional
+        Fixed parameters: they leave nothing to draw, so ``dense_fraction > 0`` is refused.
+
+    Returns
+    -------
+    float
+    """
+    if isinstance(dense_fraction, bool) or not isinstance(
+        dense_fraction, int | float | np.integer | np.floating
+    ) or not 0.0 <= float(dense_fraction) <= 1.0:
+        raise ValueError(
+            f"dense_fraction={dense_fraction!r} must be a number between 0 and 1 (the fraction "
+            "of images that are dense assemblies; 0 = none)."
+        )
+    dense_fraction = float(dense_fraction)
+    if dense_fraction > 0 and regime == "hrtem":
+        raise ValueError(
+            "dense_fraction > 0 needs regime='lowmag' or 'mixed': dense assemblies are "
+            "simulated at low magnification."
+        )
+    if dense_fraction > 0 and params is not None:
+        raise ValueError(
+            "dense_fraction > 0 cannot be combined with fixed params; pass "
+            "params=DenseSimulationParams(...) (etem_helpers.simulate.dense) for fixed dense "
+            "images, or leave params=None to draw them."
+        )
+    return dense_fraction
 
 
 def load_manifest(out_dir: str | os.PathLike) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
+from typing import ClassVar
 
 import numpy as np
 
@@ -237,6 +238,10 @@ class SimulationParams:
     support_grain_nm : float
         Correlation length (Gaussian standard deviation, nm, 0.05-20) of that granularity.
     """
+
+    #: How the particles are placed: "random" (sparse, :func:`~.specimen.place_particles`);
+    #: the subclass :class:`~etem_helpers.simulate.dense.DenseSimulationParams` says "dense".
+    packing: ClassVar[str] = "random"
 
     regime: str = "hrtem"
     image_size_px: int = 512

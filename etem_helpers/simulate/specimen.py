@@ -585,7 +585,14 @@ def place_particles(params: SimulationParams, rng: np.random.Generator) -> list[
     objects may be cut by the image edge (nanotubes always may). At most four nanotubes are
     drawn per image (further draws take another of ``kinds``). Objects that do not fit
     after 60 attempts are dropped, so fewer than ``n_particles`` may be returned.
+
+    Dense assemblies (``params`` a :class:`~etem_helpers.simulate.dense.DenseSimulationParams`)
+    are placed by :func:`~etem_helpers.simulate.dense.place_dense_particles` instead.
     """
+    if params.packing == "dense":
+        from .dense import place_dense_particles
+
+        return place_dense_particles(params, rng)
     n = params.image_size_px
     px = params.pixel_size_nm
     field = params.field_of_view_nm
