@@ -32,6 +32,9 @@ criterion as well):
 post-processing (``probabilities_to_instances`` on its probabilities), to tell what its weights
 changed from what its re-chosen post-processing changed.
 
+``--real-source DIR`` also scores them on the real sample's calibration images image_0..4 (a
+regression check; the evaluation images image_5..19 are never used here).
+
 ``--ordinary-test`` also scores the shipped model, Otsu and the extras on the shipped model's own
 held-out simulated test split (the ``split["test"]`` ids stored in ``default.pt``, re-simulated
 in memory from seed 7 exactly as its dataset was written), so that a model retrained with dense
@@ -197,6 +200,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="also run each extra checkpoint with the shipped post-processing")
     parser.add_argument("--ordinary-test", action="store_true",
                         help="also score on the shipped model's own simulated test split")
+    parser.add_argument("--real-source", type=Path, default=None,
+                        help="also score on the real sample's calibration images image_0..4")
     parser.add_argument("--device", default="cpu")
     return parser
 
@@ -299,6 +304,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "test split (seed 7, held out from its training)**\n")
         print(table)
         report["ordinary_test"] = ordinary
+        report["tables"] += "\n" + table
+    if args.real_source is not None:
+        from etem_helpers.datasets import real
+
+        calibration = real.sintering_samples(0.5, ids=real.SINTERING_CALIBRATION_IDS,
+                                             source_dir=args.real_source)
+        real_methods = {k: v for k, v in methods.items() if "dense-tuned" not in k}
+        on_real = evaluate(calibration, real_methods, visibility=False).pooled()
+        table = format_table(on_real, title="\n**Real sample, calibration images image_0..4 "
+                             "(nominal 0.5 nm/px; image_5..19 are not used here)**\n")
+        print(table)
+        report["real_calibration"] = on_real
         report["tables"] += "\n" + table
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(_jsonable(report), indent=1) + "\n")
