@@ -65,7 +65,7 @@ from typing import Any
 
 import numpy as np
 
-from etem_helpers.metrics.tables import format_table
+from etem_helpers.metrics.tables import format_table, jsonable
 
 TEST_SEED = 2611
 VALIDATION_SEED = 2610
@@ -174,18 +174,6 @@ def ordinary_test_samples(card) -> list[tuple]:
         sim = simulate_micrograph(params, image_seed)
         samples.append((str(name), sim.image, sim.labels, params.pixel_size_nm))
     return samples
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return None if not np.isfinite(value) else float(value)
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -318,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["real_calibration"] = on_real
         report["tables"] += "\n" + table
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(_jsonable(report), indent=1) + "\n")
+    args.json.write_text(json.dumps(jsonable(report), indent=1) + "\n")
     print(f"\nWrote {args.json}")
     return 0
 

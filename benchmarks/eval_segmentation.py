@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from etem_helpers.metrics.tables import format_recall_by_snr, format_table
+from etem_helpers.metrics.tables import format_recall_by_snr, format_table, jsonable
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = REPOSITORY_ROOT / "etem_helpers" / "models" / "default.pt"
@@ -58,18 +58,6 @@ def make_methods(checkpoint: Path, *, device: str, names: Sequence[str]):
             lambda image, px: adaptive_threshold_watershed(image, px).labels,
     }
     return {name: available[name] for name in names}, analyzer
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return None if not np.isfinite(value) else float(value)
-    return value
 
 
 def _per_image(evaluation) -> dict[str, list[dict]]:
@@ -187,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text("\n".join(tables).strip() + "\n")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(_jsonable(report), indent=1) + "\n")
+    args.json.write_text(json.dumps(jsonable(report), indent=1) + "\n")
     print(f"\nWrote {args.json}")
     return 0
 

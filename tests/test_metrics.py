@@ -246,3 +246,12 @@ def test_relative_size_errors_of_matched_pairs():
     assert out["median_area_ratio"] == pytest.approx(1.0)  # ratios 1.21, 0.81, 1.0
     empty = relative_size_errors(errors.iloc[:0])
     assert all(np.isnan(v) for v in empty.values())
+
+
+def test_jsonable_makes_results_plain_json():
+    import json
+
+    from etem_helpers.metrics.tables import jsonable
+
+    value = {1: np.float32(1.5), "a": [np.int64(2), float("nan")], "b": (np.inf, "x")}
+    assert json.loads(json.dumps(jsonable(value))) == {"1": 1.5, "a": [2, None], "b": [None, "x"]}

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TABLE_COLUMNS", "format_recall_by_snr", "format_table"]
+__all__ = ["TABLE_COLUMNS", "format_recall_by_snr", "format_table", "jsonable"]
 
 #: (key of the pooled scores, column label, number format) of :func:`format_table`.
 TABLE_COLUMNS = (
@@ -61,3 +61,26 @@ def format_recall_by_snr(results: Mapping[str, Mapping[str, Any]], *, title: str
                  f"{table[b]['recall']:.2f} ({table[b]['n']})" for b in bins]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def jsonable(value: Any) -> Any:
+    """Results as plain JSON data: NumPy scalars to Python numbers, NaN/inf to None, keys to str.
+
+    Parameters
+    ----------
+    value : any
+        Nested dicts, lists and tuples of numbers, strings and NumPy scalars.
+
+    Returns
+    -------
+    The same structure, serialisable by :func:`json.dumps` (non-finite floats become None).
+    """
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return None if not np.isfinite(value) else float(value)
+    return value
