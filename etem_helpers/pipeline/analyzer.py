@@ -332,7 +332,7 @@ class Analyzer:
         work, prediction_pixel_size_nm = self._resample(array, plan)
         timer.lap("resample")
         info = {**self._base_info(plan, prediction_pixel_size_nm), **info, **given.info}
-        info["constant_image"] = constant or not has_contrast(work)
+        info["constant_image"] = constant or (work is not array and not has_contrast(work))
         if info["constant_image"]:
             # A blank, saturated or hot-pixel frame: no contrast to find particles in (a network
             # would answer the same everywhere, so its output would be meaningless).
