@@ -39,16 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
-SETTINGS = {"size_estimator": None, "faults": False, "annotations": False}
-
 
 def _scores(pred, truth) -> dict:
-    from etem_helpers.metrics import detection_scores, match_instances
+    from etem_helpers.metrics.scoring import score_image
 
-    match = match_instances(pred, truth)
-    tp, fp, fn = (len(match.pred_ids), len(match.unmatched_pred_ids),
-                  len(match.unmatched_true_ids))
-    return {"tp": tp, "fp": fp, "fn": fn, "f1": detection_scores(tp, fp, fn)["f1"]}
+    scores = score_image(pred, truth)
+    return {key: scores[key] for key in ("tp", "fp", "fn", "f1")}
 
 
 def _timed(analyzer, image, pixel_size_nm, repeats):
@@ -77,12 +73,13 @@ def _case(analyzers, image, truth, pixel_nm, coarse_nm, repeats) -> dict:
 def run(args) -> dict:
     import torch
 
+    from etem_helpers.gan.judge import SEGMENTATION_ONLY
     from etem_helpers.pipeline import Analyzer
     from etem_helpers.preprocess import resample_to_pixel_size
     from etem_helpers.simulate import sample_params, simulate_micrograph
 
     torch.set_num_threads(1)
-    analyzers = {mode: Analyzer(device="cpu", scale=mode, **SETTINGS)
+    analyzers = {mode: Analyzer(device="cpu", scale=mode, **SEGMENTATION_ONLY)
                  for mode in ("particles", "pixel_size")}
     warm = np.random.default_rng(0).normal(size=(256, 256)).astype(np.float32)
     for analyzer in analyzers.values():  # warm-up (first call loads kernels)

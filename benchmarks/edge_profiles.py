@@ -27,7 +27,8 @@ with outlines moved to half contrast (``outline="half_contrast"``,
 :func:`etem_helpers.segmentation.outline.half_contrast_outlines`, its one constant chosen on
 image_0..4) on the real sample's evaluation images image_5..19 against the hand outlines, and
 on the simulated images against the simulator's truth: instance F1 (IoU >= 0.5), median area
-ratio and mean relative diameter error of matched pairs (``metrics.relative_size_errors``).
+ratio and mean relative diameter error of matched pairs (``metrics.evaluate`` pooled by
+``gan.judge.real_summary``).
 Rule written 2026-11-30 11:00, before that run: the default stays ``"physical"`` whatever the
 result (the simulator's projected-thickness edge is the physical size, and the simulated
 figures are judged against it); ``"half_contrast"`` is offered for comparisons with manual
@@ -92,30 +93,12 @@ def _summary(rows: list[dict]) -> dict:
             "half_px_median": float(np.nanmedian([r["half_px"] for r in ok]))}
 
 
-def _scores(pairs) -> dict:
-    """F1, median area ratio and diameter error over (labels, truth, pixel size) triples."""
-    import pandas as pd
-
-    from etem_helpers.measure import measure_particles
-    from etem_helpers.metrics import detection_scores, match_instances
-    from etem_helpers.metrics.matching import matched_errors, relative_size_errors
-
-    tp = fp = fn = 0
-    errors = []
-    for labels, truth, px in pairs:
-        match = match_instances(labels, truth)
-        tp, fp, fn = (tp + len(match.pred_ids), fp + len(match.unmatched_pred_ids),
-                      fn + len(match.unmatched_true_ids))
-        errors.append(matched_errors(measure_particles(labels, px), measure_particles(truth, px),
-                                     match))
-    return {"f1": detection_scores(tp, fp, fn)["f1"],
-            **relative_size_errors(pd.concat(errors, ignore_index=True))}
-
-
 def evaluate(args) -> dict:
     """Shipped U-Net, physical vs half-contrast outlines, on real image_5..19 and simulations."""
     import torch
 
+    from etem_helpers.gan.judge import SEGMENTATION_ONLY, real_summary
+    from etem_helpers.metrics import evaluate
     from etem_helpers.pipeline import Analyzer
     from etem_helpers.simulate import sample_params, simulate_micrograph
 
@@ -124,23 +107,21 @@ def evaluate(args) -> dict:
     if args.real_source:
         from etem_helpers.datasets import real
 
-        sets["real image_5..19"] = [
-            (image.astype(np.float32), truth, px) for _, image, truth, px in real.sintering_samples(
-                args.real_pixel_size_nm, ids=real.SINTERING_EVALUATION_IDS,
-                source_dir=args.real_source)]
+        sets["real image_5..19"] = real.sintering_samples(
+            args.real_pixel_size_nm, ids=real.SINTERING_EVALUATION_IDS,
+            source_dir=args.real_source)
     simulated = []
     for k in range(args.n_sim):
         params = sample_params(np.random.default_rng(300 + k), "lowmag", image_size_px=512)
         sim = simulate_micrograph(params, seed=300 + k)
-        simulated.append((sim.image.astype(np.float32), sim.labels, params.pixel_size_nm))
+        simulated.append((f"sim_{300 + k}", sim.image, sim.labels, params.pixel_size_nm))
     sets["simulated low-mag"] = simulated
     out = {}
     for outline in ("physical", "half_contrast"):
-        analyzer = Analyzer(device="cpu", size_estimator=None, faults=False, annotations=False,
-                            outline=outline)
+        analyzer = Analyzer(device="cpu", outline=outline, **SEGMENTATION_ONLY)
         for name, samples in sets.items():
-            scores = _scores([(analyzer(image, px).labels, truth, px)
-                              for image, truth, px in samples])
+            scores = real_summary(evaluate(
+                samples, {outline: lambda image, px, a=analyzer: a(image, px).labels}))
             out[f"{name} | {outline}"] = scores
             print(f"  {name:20s} {outline:14s} F1 {scores['f1']:.3f}  median area ratio "
                   f"{scores['median_area_ratio']:.3f}  diameter error "
@@ -152,11 +133,12 @@ def evaluate(args) -> dict:
 def run(args) -> dict:
     import torch
 
+    from etem_helpers.gan.judge import SEGMENTATION_ONLY
     from etem_helpers.pipeline import Analyzer
     from etem_helpers.simulate import sample_params, simulate_micrograph
 
     torch.set_num_threads(1)
-    analyzer = Analyzer(device="cpu", size_estimator=None, faults=False, annotations=False)
+    analyzer = Analyzer(device="cpu", **SEGMENTATION_ONLY)
     out = {}
     if args.real_source:
         from etem_helpers.datasets import real

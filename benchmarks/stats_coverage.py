@@ -141,8 +141,8 @@ def pool_study(per_image, n_images, *, n_pairs=4000, n_resamples=1000, seed=0) -
             value, estimate = fa.sum() / fb.sum(), a.sum() / b.sum()
             low, high = np.quantile(a[draws].sum(1) / b[draws].sum(1), [0.025, 0.975])
             hits[m]["ci"] += bool(low <= value <= high)
-            hits[m]["ci_sqrt2"] += bool(estimate - np.sqrt(2) * (estimate - low) <= value
-                                        <= estimate + np.sqrt(2) * (high - estimate))
+            widened = _replication({"estimate": estimate, "ci_low": low, "ci_high": high})
+            hits[m]["ci_sqrt2"] += bool(widened[0] <= value <= widened[1])
             hits[m]["bootstrap_t_replication"] += ratio_interval(
                 a, b, kind="replication", n_resamples=n_resamples,
                 seed=int(rng.integers(1 << 31))).contains(value)
