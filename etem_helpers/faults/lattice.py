@@ -201,7 +201,7 @@ def _rings(n: int):
     yy, xx = np.indices((n, n))
     r = np.hypot(yy - n // 2, xx - n // 2).astype(np.int64)
     r_flat = r.ravel()
-    order = np.argsort(r_flat, kind="stable")
+    order = np.argsort(r_flat.astype(np.uint16), kind="stable")  # a radix sort (r < 2**16)
     r_sorted = r_flat[order]
     edges = np.flatnonzero(np.diff(r_sorted)) + 1
     starts = np.concatenate([[0], edges])
@@ -212,15 +212,14 @@ def _rings(n: int):
 def _radial_median(power: np.ndarray) -> np.ndarray:
     r, order, r_sorted, starts, ends = _rings(int(power.shape[0]))
     p_ring = power.ravel()[order]
-    # sort by value, then stably by ring (a radix sort on 16-bit ints): values sorted within
-    # each ring; then take the middle element(s)
-    by_value = np.argsort(p_ring)
-    p_sorted = p_ring[by_value[np.argsort(r_sorted[by_value].astype(np.uint16), kind="stable")]]
-    count = ends - starts
-    lo = p_sorted[starts + (count - 1) // 2]
-    hi = p_sorted[starts + count // 2]
+    # the middle element(s) of each ring by a partial sort of that ring's slice (exact, and
+    # linear in the ring's size: sorting the whole spectrum cost n^2 log n)
     med = np.full(int(r_sorted[-1]) + 1, np.nan)
-    med[r_sorted[starts]] = 0.5 * (lo + hi)
+    for start, end in zip(starts.tolist(), ends.tolist()):
+        ring = p_ring[start:end]
+        k_lo, k_hi = (ring.size - 1) // 2, ring.size // 2
+        part = np.partition(ring, (k_lo, k_hi))
+        med[r_sorted[start]] = 0.5 * (part[k_lo] + part[k_hi])
     med = np.where(np.isfinite(med) & (med > 0), med, np.nanmax(med))
     return med[r]
 
