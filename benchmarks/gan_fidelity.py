@@ -45,6 +45,10 @@ def main() -> None:
                         help="U-Net checkpoint that segments the generated images: 'default' "
                              "(the shipped model, as issue #11 asks) or a path, e.g. the model "
                              "fine-tuned on the real calibration images (benchmarks/eval_finetune.py)")
+    parser.add_argument("--outline", choices=("physical", "half_contrast"), default="physical",
+                        help="the segmenter's outline convention (Analyzer setting `outline`): "
+                             "'physical' (the default) or 'half_contrast' (outlines on the "
+                             "local half-contrast line, as people draw them; issue #13 item 6)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -53,13 +57,13 @@ def main() -> None:
     from etem_helpers.pipeline import Analyzer
 
     generator, card = load_generator(args.generator)
-    analyzer = Analyzer(args.segmenter, device="cpu", **SEGMENTATION_ONLY)
+    analyzer = Analyzer(args.segmenter, device="cpu", outline=args.outline, **SEGMENTATION_ONLY)
 
     def segment(image, pixel_size_nm):
         return analyzer(image, pixel_size_nm).labels
 
     rows = {}
-    print(f"segmenter {args.segmenter}; generator {args.generator.name} ({card.preset}, "
+    print(f"segmenter {args.segmenter} (outline {args.outline}); generator {args.generator.name} ({card.preset}, "
           f"{card.pixel_size_nm} nm/px); "
           f"{args.n_images} images of {args.image_size_px} px per request, seed {args.seed}")
     print("| request | particles | pixel Dice | F1 | diameter error | diameter bias | "
