@@ -33,10 +33,35 @@ def test_check_calibration_recovers_a_wrong_pixel_size(error):
     assert abs(check.implied_pixel_size_nm / true_px - 1.0) < 0.01
     assert check.status == "mismatch"
     assert check.relative_discrepancy == pytest.approx(error, abs=0.012)
+    assert abs(check.relative_discrepancy) > 2.5 * check.uncertainty
     right = faults.check_calibration(faults.analyze_faults(sim.image, sim.labels, true_px,
                                                            classifier=False),
                                      material="Au", pixel_size_nm=true_px)
-    assert right.status == "ok"
+    # three particles of about 15 fringes cannot confirm a calibration to 2 %: no verdict
+    assert abs(right.relative_discrepancy) < 0.01
+    assert right.status == "cannot check" and "cannot tell" in right.message
+    assert 2.5 * right.uncertainty > 0.02
+
+
+def test_check_calibration_weights_particles_by_their_fringes():
+    au111 = faults.material_spacings_nm("Au")["111"]
+    # five large particles at the right spacing and two small ones 3 % off
+    table = pd.DataFrame({"lattice_resolved": [True] * 7,
+                          "d_spacing_nm": [au111] * 5 + [au111 * 1.03] * 2,
+                          "diameter_nm": [20.0] * 5 + [2.5] * 2})
+    check = faults.check_calibration(table, material="Au", pixel_size_nm=0.05)
+    assert check.n_particles == 7 and abs(check.relative_discrepancy) < 1e-9
+    assert check.status == "ok" and check.uncertainty < 0.008
+    assert faults.spacing_sd(np.array([85.0, 10.0, np.nan])).tolist() == pytest.approx(
+        [faults.calibration.SPACING_SD_FLOOR, 0.74 * 10.0**-1.42,
+         faults.calibration.SPACING_SD_UNKNOWN_SIZE])
+    # the same evidence stated 5 % off is a mismatch; with two small particles only, no verdict
+    stated = faults.check_calibration(table.assign(d_spacing_nm=table["d_spacing_nm"] * 1.05),
+                                      material="Au", pixel_size_nm=0.05 * 1.05)
+    assert stated.status == "mismatch"
+    small = faults.check_calibration(table.iloc[5:].assign(d_spacing_nm=au111 * 1.025),
+                                     material="Au", pixel_size_nm=0.05)
+    assert small.status == "cannot check" and "cannot tell" in small.message
 
 
 def test_check_calibration_says_cannot_check_without_lattice():
@@ -52,9 +77,14 @@ def test_check_calibration_says_cannot_check_without_lattice():
 
 def test_check_calibration_ignores_foreign_spacings_and_validates():
     table = pd.DataFrame({"lattice_resolved": [True, True, False],
-                          "d_spacing_nm": [0.34, 0.2355, np.nan]})  # graphite, Au 111
+                          "d_spacing_nm": [0.34, 0.2355, np.nan],  # graphite, Au 111
+                          "diameter_nm": [5.0, 20.0, 4.0]})
     check = faults.check_calibration(table, material="Au", pixel_size_nm=0.05)
     assert check.n_particles == 1 and check.status == "ok"
+    # one particle of unknown size is not enough to confirm a calibration
+    unsized = faults.check_calibration(table.drop(columns="diameter_nm"), material="Au",
+                                       pixel_size_nm=0.05)
+    assert unsized.n_particles == 1 and unsized.status == "cannot check"
     with pytest.raises(ValueError, match="material"):
         faults.check_calibration(table, material="Cu", pixel_size_nm=0.05)
     with pytest.raises(ValueError, match="pixel_size_nm"):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .calibration import CalibrationCheck, check_calibration, material_spacings_nm
+from .calibration import CalibrationCheck, check_calibration, material_spacings_nm, spacing_sd
 from .classify import particle_records
 from .lattice import LatticeSettings
 
@@ -33,6 +33,7 @@ __all__ = [
     "check_calibration",
     "CalibrationCheck",
     "material_spacings_nm",
+    "spacing_sd",
     "LatticeSettings",
     "DEFAULT_CLASSIFIER_PATH",
     "SKOPS_TRUSTED_TYPES",

@@ -215,7 +215,7 @@ def _radial_median(power: np.ndarray) -> np.ndarray:
     # the middle element(s) of each ring by a partial sort of that ring's slice (exact, and
     # linear in the ring's size: sorting the whole spectrum cost n^2 log n)
     med = np.full(int(r_sorted[-1]) + 1, np.nan)
-    for start, end in zip(starts.tolist(), ends.tolist()):
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         ring = p_ring[start:end]
         k_lo, k_hi = (ring.size - 1) // 2, ring.size // 2
         part = np.partition(ring, (k_lo, k_hi))
