@@ -138,3 +138,40 @@ def test_a_coarse_image_with_trained_particle_sizes_is_analysed_at_its_own_pixel
     assert old(image[:64, :64], 7.3).info["resampling"]["resample"]
     with pytest.raises(ValueError, match="scale"):
         Analyzer(device="cpu", scale="nm", **settings)
+
+
+def test_plan_by_estimated_size_moves_particles_to_the_middle_of_the_trained_sizes():
+    from etem_helpers.preprocess import plan_by_estimated_size
+
+    trained = (18.0, 115.0)
+    middle = (2 * 18.0 * 115.0) ** 0.5  # 64.3 px
+    small = plan_by_estimated_size((1024, 768), 7.3, 16.0, trained, max_factor=7.3)
+    assert small["resample"] and small["factor"] == pytest.approx(middle / 16.0)
+    assert small["target_pixel_size_nm"] == pytest.approx(7.3 / small["factor"])
+    assert small["estimated_diameter_px"] == 16.0 and "16.0 px" in small["reason"]
+    # never more than the nm/px path would upsample, and large particles are shrunk, not blown up
+    assert plan_by_estimated_size((1024, 768), 7.3, 4.0, trained, max_factor=7.3)["factor"] == 7.3
+    large = plan_by_estimated_size((1024, 768), 7.3, 200.0, trained, max_factor=7.3)
+    assert large["factor"] == pytest.approx(middle / 200.0) and large["factor"] < 1
+    assert plan_by_estimated_size((1024, 768), 7.3, 1e4, trained)["factor"] == 0.25
+    # no estimate, or an image that would end up too small: no plan
+    assert plan_by_estimated_size((1024, 768), 7.3, float("nan"), trained) is None
+    assert plan_by_estimated_size((100, 100), 7.3, 1e4, trained) is None
+
+
+def test_a_coarse_image_of_small_particles_is_resampled_by_their_size_not_by_nm():
+    """Particles about 16 px across at a declared 7.3 nm/px: resampled about 4x (to the
+    model's trained sizes), not 7.3x (to its 1 nm/px limit)."""
+    from etem_helpers.pipeline import Analyzer
+    from etem_helpers.simulate import SimulationParams, simulate_micrograph
+
+    params = SimulationParams(regime="lowmag", image_size_px=256, pixel_size_nm=0.5,
+                              n_particles=25, kinds=("round",), diameter_range_nm=(7.0, 9.0))
+    sim = simulate_micrograph(params, seed=4)
+    settings = {"size_estimator": None, "faults": False, "annotations": False}
+    result = Analyzer(device="cpu", **settings)(sim.image, 7.3)
+    plan = result.info["resampling"]
+    assert plan["resample"] and 2.0 < plan["factor"] < 6.0
+    assert plan["estimated_diameter_px"] == pytest.approx(
+        result.info["particle_scale"]["blob_area_weighted_median_px"])
+    assert result.labels.shape == sim.image.shape and result.labels.max() >= 10

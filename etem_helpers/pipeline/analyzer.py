@@ -46,9 +46,11 @@ from etem_helpers.measure import (
 from etem_helpers.pipeline.result import AnalysisResult
 from etem_helpers.preprocess.annotations import drop_masked_particles, strip_annotations
 from etem_helpers.preprocess.resample import (
+    MIN_BLOBS_FOR_SIZE_ESTIMATE,
     MIN_RESAMPLED_SIDE_PX,
     area_weighted_median,
     map_to_grid,
+    plan_by_estimated_size,
     plan_by_particle_size,
     plan_resampling,
     resample_to_pixel_size,
@@ -401,9 +403,11 @@ class Analyzer:
         Inside the model's pixel-size range the image is used as it is. A *coarser* image is
         first segmented at its own pixel size (``scale="particles"``, the model card knowing
         its trained particle sizes in px): when the particles found there have trained sizes,
-        that pass is the result and nothing is resampled. Otherwise (or for finer images)
-        the image is resampled to the nearest end of the range, which refuses factors beyond
-        ``MAX_RESAMPLING_FACTOR`` unless the first pass accepted the image.
+        that pass is the result and nothing is resampled. Otherwise it is resampled so that
+        the particles, sized without the network, land in the middle of the trained sizes
+        (:func:`plan_by_estimated_size`; never more than the nm/px path below would). Finer
+        images, and coarse ones with too few blobs to size, are resampled to the nearest end
+        of the range, which refuses factors beyond ``MAX_RESAMPLING_FACTOR``.
         """
         try:
             plan, refused = plan_resampling(array.shape, pixel_size_nm,
@@ -427,6 +431,12 @@ class Analyzer:
                                           independent_diameters_px=independent)
             if sized is not None:
                 return sized, (labels, probabilities)
+            if independent.size >= MIN_BLOBS_FOR_SIZE_ESTIMATE:
+                by_size = plan_by_estimated_size(
+                    array.shape, pixel_size_nm, area_weighted_median(independent), trained_px,
+                    max_factor=None if plan is None else plan["factor"])
+                if by_size is not None:
+                    return by_size, None
         if refused is not None:
             raise refused
         return plan, None

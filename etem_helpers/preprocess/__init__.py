@@ -7,6 +7,7 @@ all call these.
 from .normalize import Normalization, normalize_image
 from .resample import (
     ResamplingPlan,
+    plan_by_estimated_size,
     plan_by_particle_size,
     plan_resampling,
     resample_to_pixel_size,
@@ -21,6 +22,7 @@ __all__ = [
     "check_image",
     "iter_tiles",
     "normalize_image",
+    "plan_by_estimated_size",
     "plan_by_particle_size",
     "plan_resampling",
     "resample_to_pixel_size",

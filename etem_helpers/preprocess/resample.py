@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import ndimage
 from scipy import ndimage as ndi
@@ -111,6 +113,10 @@ MAX_RESAMPLING_FACTOR = 8.0
 
 #: Smallest side (pixels) of a resampled image before :func:`analyze` refuses.
 MIN_RESAMPLED_SIDE_PX = 32
+
+#: Fewest model-free blobs from which a coarse image's particle size is estimated
+#: (:func:`plan_by_estimated_size`); the same count :func:`plan_by_particle_size` needs.
+MIN_BLOBS_FOR_SIZE_ESTIMATE = 3
 
 
 #: Largest resampled image (pixels) before :func:`analyze` refuses (16384²).
@@ -291,6 +297,72 @@ def plan_by_particle_size(
         reason=f"{pixel_size_nm:.4g} nm/px is outside the model's pixel-size range, but its "
         f"particles (median {median:.1f} px across, {d.size} found at this pixel size) are "
         f"inside the {low:.0f}–{high:.0f} px the model was trained on: image used as it is",
+    )
+
+
+def plan_by_estimated_size(
+    image_shape, pixel_size_nm: float, estimated_diameter_px: float, diameter_range_px, *,
+    max_factor: float | None = None, min_factor: float = 0.25,
+) -> ResamplingPlan | None:
+    """Resample so that the particles land in the middle of the model's trained sizes in px.
+
+    For a coarse image the first pass did not keep (:func:`plan_by_particle_size`): the
+    factor moves the estimated particle size (the model-free blobs' area-weighted median,
+    :func:`area_weighted_median` of :func:`etem_helpers.segmentation.scale.blob_diameters_px`)
+    to ``sqrt(2 * low * high)`` px, the middle on a log scale of the band the first pass
+    accepts (blobs at least ``2 * low``, network particles at most ``high``), instead of
+    resampling into the model's nm/px range whatever the particles' size in pixels
+    (``benchmarks/bench_scale.py``).
+
+    Parameters
+    ----------
+    image_shape : sequence of int
+        (H, W) in pixels.
+    pixel_size_nm : float
+        Pixel size of the image, nm/px.
+    estimated_diameter_px : float
+        Estimated particle diameter in px (NaN or not positive: no plan).
+    diameter_range_px : (float, float)
+        The model's trained diameter range in pixels (``ModelCard.diameter_range_px``).
+    max_factor : float, optional
+        Largest factor allowed (the nm/px path's, so that this never upsamples more than it);
+        default :data:`MAX_RESAMPLING_FACTOR`.
+    min_factor : float, optional
+        Smallest factor allowed (downsampling images of very large particles). Default 1/4.
+
+    Returns
+    -------
+    ResamplingPlan or None
+        The plan (``estimated_diameter_px`` and ``target_diameter_px`` added), or None when
+        there is no estimate or the resampled image would be too small or too large.
+    """
+    estimate = float(estimated_diameter_px)
+    if not (np.isfinite(estimate) and estimate > 0):
+        return None
+    low, high = (float(v) for v in diameter_range_px)
+    target_px = math.sqrt(2.0 * low * high)
+    top = MAX_RESAMPLING_FACTOR if max_factor is None else min(float(max_factor),
+                                                                MAX_RESAMPLING_FACTOR)
+    factor = float(np.clip(target_px / estimate, max(float(min_factor),
+                                                     1.0 / MAX_RESAMPLING_FACTOR), top))
+    height, width = (int(n) for n in tuple(image_shape)[-2:])
+    new_shape = (max(1, round(height * factor)), max(1, round(width * factor)))
+    if min(new_shape) < MIN_RESAMPLED_SIDE_PX or new_shape[0] * new_shape[1] > MAX_RESAMPLED_PIXELS:
+        return None
+    target_nm = float(pixel_size_nm) / factor
+    return ResamplingPlan(
+        resample=abs(factor - 1.0) > 1e-9,
+        pixel_size_nm=float(pixel_size_nm),
+        target_pixel_size_nm=target_nm,
+        factor=factor,
+        shape=(height, width),
+        estimated_diameter_px=estimate,
+        target_diameter_px=target_px,
+        reason=f"{pixel_size_nm:.4g} nm/px is outside the model's pixel-size range; its particles "
+        f"(about {estimate:.1f} px across, estimated without the network) were resampled by "
+        f"{factor:.3g}× to about {estimate * factor:.0f} px, inside the {low:.0f}–{high:.0f} px "
+        f"the model was trained on ({target_nm:.4g} nm/px for the prediction, probability and "
+        "labels mapped back to the original grid)",
     )
 
 
