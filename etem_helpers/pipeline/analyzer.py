@@ -47,7 +47,9 @@ from etem_helpers.pipeline.result import AnalysisResult
 from etem_helpers.preprocess.annotations import drop_masked_particles, strip_annotations
 from etem_helpers.preprocess.resample import (
     MIN_BLOBS_FOR_SIZE_ESTIMATE,
+    MIN_ENLARGED_PARTICLE_NM,
     MIN_RESAMPLED_SIDE_PX,
+    SMALL_BLOB_FACTOR,
     area_weighted_median,
     map_to_grid,
     plan_by_estimated_size,
@@ -400,7 +402,10 @@ class Analyzer:
               probe: bool):
         """(plan, native result or None): resample only where the network needs it.
 
-        Inside the model's pixel-size range the image is used as it is. A *coarser* image is
+        Inside the model's pixel-size range the image is used as it is, unless its particles,
+        sized without the network (:func:`blob_diameters_px`), are smaller than twice the
+        model's smallest trained size in px: then it is enlarged by :func:`plan_by_estimated_size`
+        (within the range). A *coarser* image is
         first segmented at its own pixel size (``scale="particles"``, the model card knowing
         its trained particle sizes in px): when the particles found there have trained sizes,
         that pass is the result and nothing is resampled. Otherwise it is resampled so that
@@ -436,6 +441,26 @@ class Analyzer:
                     array.shape, pixel_size_nm, area_weighted_median(independent), trained_px,
                     max_factor=None if plan is None else plan["factor"])
                 if by_size is not None:
+                    return by_size, None
+        elif (probe and plan is not None and not plan["resample"] and trained_px is not None
+              and self.settings.scale == "particles"
+              and min(array.shape) >= MIN_RESAMPLED_SIDE_PX):
+            # inside the nm/px range, particles may still be too small in pixels for the
+            # network (it misses 4-12 px ones): sized without it, they are enlarged. Not at
+            # lattice-resolving sampling, where blobs of under a few nm are fringes and
+            # support texture rather than particles (MIN_ENLARGED_PARTICLE_NM)
+            independent = blob_diameters_px(array)
+            estimate = area_weighted_median(independent)
+            info["particle_scale"] = {"n_blobs": int(independent.size),
+                                      "blob_area_weighted_median_px": estimate,
+                                      "trained_diameter_range_px": list(trained_px)}
+            if (independent.size >= MIN_BLOBS_FOR_SIZE_ESTIMATE
+                    and estimate < SMALL_BLOB_FACTOR * trained_px[0]
+                    and estimate * pixel_size_nm >= MIN_ENLARGED_PARTICLE_NM):
+                by_size = plan_by_estimated_size(
+                    array.shape, pixel_size_nm, estimate, trained_px, min_factor=1.0,
+                    max_factor=pixel_size_nm / self.card.pixel_size_range_nm[0])
+                if by_size is not None and by_size["resample"]:
                     return by_size, None
         if refused is not None:
             raise refused

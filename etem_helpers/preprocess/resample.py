@@ -118,6 +118,17 @@ MIN_RESAMPLED_SIDE_PX = 32
 #: (:func:`plan_by_estimated_size`); the same count :func:`plan_by_particle_size` needs.
 MIN_BLOBS_FOR_SIZE_ESTIMATE = 3
 
+#: Model-free blobs whose area-weighted median diameter is below this many times the model's
+#: smallest trained diameter (px) mean particles too small for the network at this sampling.
+SMALL_BLOB_FACTOR = 2.0
+
+#: An image inside a model's pixel-size range is enlarged for small blobs only when they are
+#: at least this large in nm: on simulated HRTEM micrographs (0.03-0.1 nm/px) the model-free
+#: blobs of fringes and support texture measure 0.6-1.8 nm (area-weighted median), small
+#: particles at 0.5-0.85 nm/px 5-20 nm (validation images of
+#: ``benchmarks/eval_small_particles.py``).
+MIN_ENLARGED_PARTICLE_NM = 3.0
+
 
 #: Largest resampled image (pixels) before :func:`analyze` refuses (16384²).
 MAX_RESAMPLED_PIXELS = 16384 * 16384
@@ -283,7 +294,7 @@ def plan_by_particle_size(
         return None
     independent = _positive([] if independent_diameters_px is None else independent_diameters_px)
     if (independent.size >= max(int(min_particles), 1)
-            and area_weighted_median(independent) < 2.0 * low):
+            and area_weighted_median(independent) < SMALL_BLOB_FACTOR * low):
         return None
     height, width = (int(n) for n in tuple(image_shape)[-2:])
     return ResamplingPlan(
