@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from etem_helpers.preprocess import plan_by_particle_size, plan_resampling
 from etem_helpers.segmentation.scale import (
@@ -175,3 +176,27 @@ def test_a_coarse_image_of_small_particles_is_resampled_by_their_size_not_by_nm(
     assert plan["estimated_diameter_px"] == pytest.approx(
         result.info["particle_scale"]["blob_area_weighted_median_px"])
     assert result.labels.shape == sim.image.shape and result.labels.max() >= 10
+
+
+def test_small_particles_inside_the_pixel_size_range_are_enlarged_but_lattice_texture_is_not():
+    from etem_helpers.pipeline import Analyzer
+    from etem_helpers.simulate import SimulationParams, simulate_micrograph
+
+    settings = {"size_estimator": None, "faults": False, "annotations": False}
+    params = SimulationParams(regime="lowmag", image_size_px=256, pixel_size_nm=0.6,
+                              n_particles=40, kinds=("round",), diameter_range_nm=(4.0, 6.0))
+    sim = simulate_micrograph(params, seed=5)
+    result = Analyzer(device="cpu", **settings)(sim.image, 0.6)
+    plan = result.info["resampling"]
+    assert plan["resample"] and plan["factor"] > 2.0
+    assert plan["target_pixel_size_nm"] >= 0.025  # never finer than the model's range
+    assert result.labels.shape == sim.image.shape and result.labels.max() >= 10
+    off = Analyzer(device="cpu", scale="pixel_size", **settings)(sim.image, 0.6)
+    assert not off.info["resampling"]["resample"]
+    # the same texture of ~15 px blobs: 7 nm blobs at 0.5 nm/px are enlarged, 0.7 nm ones at
+    # 0.05 nm/px (lattice fringes and support grain of an HRTEM image) are not
+    texture = ndi.gaussian_filter(np.random.default_rng(0).normal(size=(256, 256)), 2.0)
+    coarse = Analyzer(device="cpu", **settings)(texture, 0.5).info
+    fine = Analyzer(device="cpu", **settings)(texture, 0.05).info
+    assert coarse["particle_scale"]["blob_area_weighted_median_px"] < 35.0
+    assert coarse["resampling"]["resample"] and not fine["resampling"]["resample"]
