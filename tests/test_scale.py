@@ -151,7 +151,7 @@ def test_plan_by_estimated_size_moves_particles_to_the_middle_of_the_trained_siz
     assert small["target_pixel_size_nm"] == pytest.approx(7.3 / small["factor"])
     assert small["estimated_diameter_px"] == 16.0 and "16.0 px" in small["reason"]
     # never more than the nm/px path would upsample, and large particles are shrunk, not blown up
-    assert plan_by_estimated_size((1024, 768), 7.3, 4.0, trained, max_factor=7.3)["factor"] == 7.3
+    assert plan_by_estimated_size((256, 256), 7.3, 4.0, trained, max_factor=7.3)["factor"] == 7.3
     large = plan_by_estimated_size((1024, 768), 7.3, 200.0, trained, max_factor=7.3)
     assert large["factor"] == pytest.approx(middle / 200.0) and large["factor"] < 1
     assert plan_by_estimated_size((1024, 768), 7.3, 1e4, trained)["factor"] == 0.25
@@ -200,3 +200,15 @@ def test_small_particles_inside_the_pixel_size_range_are_enlarged_but_lattice_te
     fine = Analyzer(device="cpu", **settings)(texture, 0.05).info
     assert coarse["particle_scale"]["blob_area_weighted_median_px"] < 35.0
     assert coarse["resampling"]["resample"] and not fine["resampling"]["resample"]
+
+
+def test_enlargement_stays_within_the_memory_budget():
+    from etem_helpers.preprocess import plan_by_estimated_size
+    from etem_helpers.preprocess.resample import MAX_ENLARGED_PIXELS
+
+    trained = (18.0, 115.0)
+    plan = plan_by_estimated_size((2048, 2048), 0.6, 8.0, trained, min_factor=1.0)
+    assert plan["factor"] == pytest.approx((MAX_ENLARGED_PIXELS / 2048**2) ** 0.5)  # 2x, not 8x
+    assert plan_by_estimated_size((4096, 4096), 0.6, 8.0, trained, min_factor=1.0) is None
+    # a small image is enlarged as far as its particles need
+    assert plan_by_estimated_size((512, 512), 0.6, 8.0, trained)["factor"] == 8.0
