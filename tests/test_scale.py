@@ -212,3 +212,17 @@ def test_enlargement_stays_within_the_memory_budget():
     assert plan_by_estimated_size((4096, 4096), 0.6, 8.0, trained, min_factor=1.0) is None
     # a small image is enlarged as far as its particles need
     assert plan_by_estimated_size((512, 512), 0.6, 8.0, trained)["factor"] == 8.0
+
+
+def test_plan_for_small_particles_decides_from_the_blobs():
+    from etem_helpers.preprocess import plan_for_small_particles
+
+    trained, nm_range = (18.0, 115.0), (0.025, 1.0)
+    plan = plan_for_small_particles((256, 256), 0.6, [10.0] * 20, trained, nm_range)
+    assert plan["resample"] and plan["factor"] == pytest.approx(min(8.0, 64.34 / 10.0), rel=1e-3)
+    assert plan_for_small_particles((256, 256), 0.6, [10.0] * 2, trained, nm_range) is None
+    assert plan_for_small_particles((256, 256), 0.6, [50.0] * 20, trained, nm_range) is None
+    # 10 px at 0.05 nm/px = 0.5 nm: fringes and support texture, not particles
+    assert plan_for_small_particles((256, 256), 0.05, [10.0] * 20, trained, nm_range) is None
+    # at most 8x however small the blobs
+    assert plan_for_small_particles((256, 256), 0.6, [6.0] * 20, trained, nm_range)["factor"] == 8.0

@@ -47,13 +47,12 @@ from etem_helpers.pipeline.result import AnalysisResult
 from etem_helpers.preprocess.annotations import drop_masked_particles, strip_annotations
 from etem_helpers.preprocess.resample import (
     MIN_BLOBS_FOR_SIZE_ESTIMATE,
-    MIN_ENLARGED_PARTICLE_NM,
     MIN_RESAMPLED_SIDE_PX,
-    SMALL_BLOB_FACTOR,
     area_weighted_median,
     map_to_grid,
     plan_by_estimated_size,
     plan_by_particle_size,
+    plan_for_small_particles,
     plan_resampling,
     resample_to_pixel_size,
 )
@@ -448,22 +447,16 @@ class Analyzer:
               and self.settings.scale == "particles"
               and min(array.shape) >= MIN_RESAMPLED_SIDE_PX):
             # inside the nm/px range, particles may still be too small in pixels for the
-            # network (it misses 4-12 px ones): sized without it, they are enlarged. Not at
-            # lattice-resolving sampling, where blobs of under a few nm are fringes and
-            # support texture rather than particles (MIN_ENLARGED_PARTICLE_NM)
+            # network (it misses 4-12 px ones): sized without it, they are enlarged
             independent = blob_diameters_px(array)
-            estimate = area_weighted_median(independent)
             info["particle_scale"] = {"n_blobs": int(independent.size),
-                                      "blob_area_weighted_median_px": estimate,
+                                      "blob_area_weighted_median_px":
+                                          area_weighted_median(independent),
                                       "trained_diameter_range_px": list(trained_px)}
-            if (independent.size >= MIN_BLOBS_FOR_SIZE_ESTIMATE
-                    and estimate < SMALL_BLOB_FACTOR * trained_px[0]
-                    and estimate * pixel_size_nm >= MIN_ENLARGED_PARTICLE_NM):
-                by_size = plan_by_estimated_size(
-                    array.shape, pixel_size_nm, estimate, trained_px, min_factor=1.0,
-                    max_factor=pixel_size_nm / self.card.pixel_size_range_nm[0])
-                if by_size is not None and by_size["resample"]:
-                    return by_size, None
+            enlarged = plan_for_small_particles(array.shape, pixel_size_nm, independent,
+                                                trained_px, self.card.pixel_size_range_nm)
+            if enlarged is not None:
+                return enlarged, None
         if refused is not None:
             raise refused
         return plan, None

@@ -9,6 +9,7 @@ from .resample import (
     ResamplingPlan,
     plan_by_estimated_size,
     plan_by_particle_size,
+    plan_for_small_particles,
     plan_resampling,
     resample_to_pixel_size,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "normalize_image",
     "plan_by_estimated_size",
     "plan_by_particle_size",
+    "plan_for_small_particles",
     "plan_resampling",
     "resample_to_pixel_size",
     "stitch_tiles",

@@ -389,6 +389,46 @@ def plan_by_estimated_size(
     )
 
 
+def plan_for_small_particles(
+    image_shape, pixel_size_nm: float, blob_diameters_px, diameter_range_px,
+    pixel_size_range_nm,
+) -> ResamplingPlan | None:
+    """Enlarge an image inside a model's pixel-size range whose particles are too small for it.
+
+    The model-free blobs (:func:`etem_helpers.segmentation.scale.blob_diameters_px`) decide:
+    at least :data:`MIN_BLOBS_FOR_SIZE_ESTIMATE` of them, their area-weighted median below
+    :data:`SMALL_BLOB_FACTOR` times the smallest trained diameter in px and at least
+    :data:`MIN_ENLARGED_PARTICLE_NM` (finer blobs are lattice fringes and support texture).
+    Then :func:`plan_by_estimated_size`, never finer than the range's lower end.
+
+    Parameters
+    ----------
+    image_shape : sequence of int
+        (H, W) in pixels.
+    pixel_size_nm : float
+        Pixel size of the image (inside ``pixel_size_range_nm``).
+    blob_diameters_px : array_like of float
+        Diameters of the model-free blobs.
+    diameter_range_px, pixel_size_range_nm : (float, float)
+        The model's trained diameters (px) and pixel sizes (nm/px).
+
+    Returns
+    -------
+    ResamplingPlan or None
+        An enlarging plan, or None (the image is used as it is).
+    """
+    blobs = _positive(blob_diameters_px)
+    estimate = area_weighted_median(blobs)
+    if (blobs.size < MIN_BLOBS_FOR_SIZE_ESTIMATE
+            or not estimate < SMALL_BLOB_FACTOR * float(diameter_range_px[0])
+            or estimate * float(pixel_size_nm) < MIN_ENLARGED_PARTICLE_NM):
+        return None
+    plan = plan_by_estimated_size(image_shape, pixel_size_nm, estimate, diameter_range_px,
+                                  min_factor=1.0,
+                                  max_factor=float(pixel_size_nm) / float(pixel_size_range_nm[0]))
+    return plan if plan is not None and plan["resample"] else None
+
+
 def map_to_grid(
     array: np.ndarray, zoom: float, shape: tuple[int, int], *, is_label: bool
 ) -> np.ndarray:
