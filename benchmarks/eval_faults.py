@@ -101,7 +101,7 @@ def calibration_section(cfg, test_micrographs, n_images: int, classifier) -> dic
             rel = check.implied_pixel_size_nm / params.pixel_size_nm - 1.0
             rows.append({"micrograph": int(index), "error": error, "status": check.status,
                          "n_particles": check.n_particles, "implied_rel_error": rel,
-                         "uncertainty": getattr(check, "uncertainty", float("nan"))})
+                         "uncertainty": check.uncertainty})
     df = pd.DataFrame(rows)
     wrong = df[df["error"] != 0.0]
     right = df[df["error"] == 0.0]

@@ -44,6 +44,7 @@ __all__ = [
     "relabel_sequential",
     "uses_blocks",
     "validate_labels",
+    "weighted_median",
 ]
 
 #: Block side (pixels) of the block-wise measuring and splitting of large images.
@@ -444,3 +445,26 @@ def _measure_blocked(
     result = pd.concat(tables, ignore_index=True)
     result = result.sort_values("particle_id", kind="stable").reset_index(drop=True)
     return result.astype(empty_particle_table().dtypes.to_dict())
+
+
+def weighted_median(values, weights) -> float:
+    """The value below which half of the total weight lies (NaN if there are no values).
+
+    Parameters
+    ----------
+    values, weights : array_like of float
+        Same length; weights non-negative with a positive sum.
+
+    Returns
+    -------
+    float
+        The smallest value whose cumulative weight (values in increasing order) reaches half
+        the total.
+    """
+    values = np.asarray(values, dtype=np.float64).ravel()
+    weights = np.asarray(weights, dtype=np.float64).ravel()
+    if values.size == 0:
+        return float("nan")
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])

@@ -207,3 +207,11 @@ def test_relabel_sequential_keeps_order_or_numbers_in_raster_order():
     np.testing.assert_array_equal(
         relabel_sequential(labels, keep=keep), [[0, 0, 0, 1], [0, 0, 1, 1], [2, 2, 0, 0]]
     )
+
+
+def test_weighted_median():
+    from etem_helpers.measure import weighted_median
+
+    assert weighted_median([3.0, 1.0, 2.0], [1.0, 1.0, 1.0]) == 2.0
+    assert weighted_median([1.0, 2.0, 10.0], [1.0, 1.0, 100.0]) == 10.0
+    assert np.isnan(weighted_median([], []))

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from etem_helpers.measure import weighted_median
+
 __all__ = ["LATTICE_CONSTANT_NM", "CalibrationCheck", "material_spacings_nm", "spacing_sd",
            "check_calibration"]
 
@@ -112,12 +114,6 @@ def spacing_sd(fringes) -> np.ndarray:
     return sd
 
 
-def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    order = np.argsort(values, kind="stable")
-    cumulative = np.cumsum(weights[order])
-    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
-
-
 def check_calibration(particles, material: str = "Au", pixel_size_nm: float | None = None, *,
                       tolerance: float = 0.07, max_discrepancy: float = 0.02,
                       min_particles: int = 1, prefer_unfaulted: bool = True,
@@ -187,7 +183,7 @@ def check_calibration(particles, material: str = "Au", pixel_size_nm: float | No
                                 n, float("nan"), material, f"cannot check: {why}.")
     ratios = np.array(ratios)
     weights = 1.0 / np.array(sds) ** 2
-    centre = _weighted_median(ratios, weights)
+    centre = weighted_median(ratios, weights)
     implied = float(pixel_size_nm * centre)
     discrepancy = float(pixel_size_nm / implied - 1.0)
     spread = float(np.median(np.abs(ratios / np.median(ratios) - 1.0)))

@@ -431,15 +431,15 @@ class Analyzer:
                 "median_diameter_px": float(np.median(diameters)) if diameters.size else None,
                 "trained_diameter_range_px": list(trained_px)}
             independent = blob_diameters_px(array)
-            info["particle_scale"]["blob_area_weighted_median_px"] = area_weighted_median(
-                independent)
+            estimate = area_weighted_median(independent)
+            info["particle_scale"]["blob_area_weighted_median_px"] = estimate
             sized = plan_by_particle_size(array.shape, pixel_size_nm, diameters, trained_px,
                                           independent_diameters_px=independent)
             if sized is not None:
                 return sized, (labels, probabilities)
             if independent.size >= MIN_BLOBS_FOR_SIZE_ESTIMATE:
                 by_size = plan_by_estimated_size(
-                    array.shape, pixel_size_nm, area_weighted_median(independent), trained_px,
+                    array.shape, pixel_size_nm, estimate, trained_px,
                     max_factor=None if plan is None else plan["factor"])
                 if by_size is not None:
                     return by_size, None

@@ -9,6 +9,7 @@ from scipy import ndimage
 from scipy import ndimage as ndi
 
 from etem_helpers.io import validate_pixel_size
+from etem_helpers.measure import weighted_median
 
 
 # --------------------------------------------------------------------------------------
@@ -237,11 +238,8 @@ def area_weighted_median(diameters_px) -> float:
     diameters_px : array_like of float
         Equivalent diameters; each weighs by its area (diameter squared).
     """
-    d = np.sort(_positive(diameters_px))
-    if d.size == 0:
-        return float("nan")
-    cumulative = np.cumsum(d**2)
-    return float(d[np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+    d = _positive(diameters_px)
+    return weighted_median(d, d**2)
 
 
 def _positive(values) -> np.ndarray:
