@@ -24,6 +24,7 @@ from etem_helpers.segmentation.train import (
     evaluate_segmentation,
     load_config,
     main,
+    run_training,
     train_segmentation,
 )
 
@@ -286,3 +287,50 @@ def test_a_dataset_from_another_simulator_revision_is_not_reused(tmp_path):
             ensure_dataset(out, 4, seed=3, **settings)
     assert (out / "manifest.csv").is_file()  # nothing was deleted
 
+
+
+def test_extra_training_images_join_the_training_split_only(tmp_path):
+    from etem_helpers.segmentation.train import _concat_training_sets
+
+    dataset_dir = _write_fake_dataset(tmp_path / "ds")
+    extra = {"n_images": 2, "out_dir": str(tmp_path / "extra"), "seed": 5, "regime": "lowmag",
+             "image_size_px": 96, "progress": False}
+    config = {
+        "dataset_dir": str(dataset_dir), "preset": "tiny", "epochs": 1, "batch_size": 4,
+        "tile_px": 64, "tiles_per_image": 2, "split_fractions": [0.5, 0.25, 0.25],
+        "device": "cpu", "seed": 0, "extra_train_simulate": extra,
+    }  # fmt: skip
+    out = tmp_path / "model.pt"
+    run_training(config, out, progress=False)
+    _, card = load_checkpoint(out)
+    assert card.config["extra_train_dataset_dir"] == str(tmp_path / "extra")
+    assert len(list((tmp_path / "extra" / "images").iterdir())) == 2
+    # validation and test hold only the main dataset's micrographs
+    main_ids = set(pd.read_csv(dataset_dir / "manifest.csv")["micrograph_id"])
+    assert set(card.config["split"]["val"]) | set(card.config["split"]["test"]) <= main_ids
+
+    class _Part:
+        def __init__(self):
+            self.epochs = []
+
+        def __len__(self):
+            return 1
+
+        def set_epoch(self, epoch):
+            self.epochs.append(epoch)
+
+    parts = [_Part(), _Part()]
+    joined = _concat_training_sets(parts)
+    joined.set_epoch(3)
+    assert len(joined) == 2 and [p.epochs for p in parts] == [[3], [3]]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"n_images": 2, "out_dir": "x"}, "seed"),
+    ({"n_images": 2, "out_dir": "x", "seed": 7}, "another 'seed'"),
+])  # fmt: skip
+def test_extra_training_images_need_their_own_seed(tmp_path, extra, message):  # before any file
+    config = {"simulate": {"n_images": 2, "out_dir": str(tmp_path / "main")}, "seed": 7,
+              "extra_train_simulate": extra}  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        load_config(config)

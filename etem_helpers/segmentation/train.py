@@ -322,6 +322,9 @@ DEFAULT_CONFIG: Mapping[str, Any] = MappingProxyType(
         # data: an existing dataset directory, or simulator settings to write one
         "dataset_dir": None,
         "simulate": None,  # {"n_images", "out_dir", "regime", "image_size_px", "n_jobs"}
+        # more simulated images for the training split only (its own "seed"; validation,
+        # test and the post-processing choice stay those of the main dataset)
+        "extra_train_simulate": None,  # {"n_images", "out_dir", "seed", "dense_fraction", ...}
         "split_fractions": [0.70, 0.15, 0.15],
         "target_pixel_size_nm": None,  # None keeps each micrograph's own pixel size
         "pixel_size_range_nm": None,  # None: range of the dataset's pixel sizes
@@ -388,12 +391,31 @@ def load_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
             "'simulate' (settings for etem_helpers.simulate.generate_dataset)."
         )
     _check_config_types(config, origin)
+    _check_extra_train_settings(config, origin)
     if config["weights_dtype"] not in _WEIGHTS_DTYPES:
         raise ValueError(
             f"weights_dtype={config['weights_dtype']!r} in {origin} is not known; use "
             f"one of {list(_WEIGHTS_DTYPES)}."
         )
     return config
+
+
+def _check_extra_train_settings(config: Mapping[str, Any], origin: str) -> None:
+    """``extra_train_simulate`` names its size, folder and a seed of its own."""
+    settings = config["extra_train_simulate"]
+    if settings is None:
+        return
+    missing = [key for key in ("n_images", "out_dir", "seed") if key not in settings]
+    if missing:
+        raise ValueError(
+            f"'extra_train_simulate' in {origin} needs {missing}: give 'n_images', 'out_dir' "
+            "and a 'seed' different from the main dataset's (its images are training-only)."
+        )
+    if int(settings["seed"]) == int(config["seed"]) and config["simulate"] is not None:
+        raise ValueError(
+            f"'extra_train_simulate' in {origin} has the main dataset's seed; its images would "
+            "repeat the main dataset's validation and test images. Give it another 'seed'."
+        )
 
 
 def _prepare_dataset(config: Mapping[str, Any], *, progress: bool = True) -> Path:
@@ -407,6 +429,35 @@ def _prepare_dataset(config: Mapping[str, Any], *, progress: bool = True) -> Pat
     n_images = int(settings.pop("n_images"))
     settings.setdefault("progress", progress)
     return ensure_dataset(out_dir, n_images, seed=int(config["seed"]), **settings).path
+
+
+def _prepare_extra_train_dataset(config: Mapping[str, Any], *, progress: bool = True) -> Path | None:
+    """The training-only dataset of ``extra_train_simulate`` (simulated first if needed), or None."""
+    settings = config["extra_train_simulate"]
+    if settings is None:
+        return None
+    settings = dict(settings)
+    out_dir = settings.pop("out_dir")
+    n_images = int(settings.pop("n_images"))
+    seed = int(settings.pop("seed"))
+    settings.setdefault("progress", progress)
+    return ensure_dataset(out_dir, n_images, seed=seed, **settings).path
+
+
+def _concat_training_sets(parts: Sequence[Any]):
+    """One training set of several :class:`SegmentationDataset` (main, then training-only).
+
+    A :class:`torch.utils.data.ConcatDataset` whose ``set_epoch`` is forwarded to each part, so
+    that every part draws new random crops each epoch as a single dataset does.
+    """
+    from torch.utils.data import ConcatDataset
+
+    class _Concat(ConcatDataset):
+        def set_epoch(self, epoch: int) -> None:
+            for part in self.datasets:
+                part.set_epoch(epoch)
+
+    return _Concat(list(parts))
 
 
 def tune_on_validation(
@@ -540,6 +591,19 @@ def run_training(
         max_blur_sigma_px=float(config["max_blur_sigma_px"]),
         **common,
     )
+    extra_dir = _prepare_extra_train_dataset(config, progress=progress)
+    if extra_dir is not None:
+        extra_set = SegmentationDataset(
+            extra_dir,
+            None,
+            mode="random",
+            tiles_per_image=int(config["tiles_per_image"]),
+            augment=bool(config["augment"]),
+            blur_probability=float(config["blur_probability"]),
+            max_blur_sigma_px=float(config["max_blur_sigma_px"]),
+            **{**common, "seed": seed + 1},
+        )
+        train_set = _concat_training_sets([train_set, extra_set])
     loader_kwargs = dict(batch_size=int(config["batch_size"]), num_workers=int(config["num_workers"]))
     train_loader = DataLoader(
         train_set, shuffle=True, generator=torch.Generator().manual_seed(seed), **loader_kwargs
@@ -614,7 +678,8 @@ def run_training(
         pixel_size_range_nm=tuple(pixel_size_range_nm),
         tile_px=int(config["tile_px"]),
         metrics=metrics,
-        config={**config, "dataset_dir": str(dataset_dir), "split": split},
+        config={**config, "dataset_dir": str(dataset_dir), "split": split,
+                **({"extra_train_dataset_dir": str(extra_dir)} if extra_dir is not None else {})},
         postprocess=postprocess or {},
         diameter_range_px=dataset_diameter_range_px(
             dataset_dir, split["train"], target_pixel_size_nm=config["target_pixel_size_nm"]),
