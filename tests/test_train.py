@@ -21,6 +21,7 @@ from etem_helpers.segmentation import (
     save_checkpoint,
 )
 from etem_helpers.segmentation.train import (
+    checkpoint_dataset_split,
     evaluate_segmentation,
     load_config,
     main,
@@ -308,6 +309,9 @@ def test_extra_training_images_join_the_training_split_only(tmp_path):
     # validation and test hold only the main dataset's micrographs
     main_ids = set(pd.read_csv(dataset_dir / "manifest.csv")["micrograph_id"])
     assert set(card.config["split"]["val"]) | set(card.config["split"]["test"]) <= main_ids
+    # the benchmarks find the model's own data and split again
+    found_dir, split = checkpoint_dataset_split(card.config)
+    assert found_dir == dataset_dir and split == card.config["split"]
 
     class _Part:
         def __init__(self):

@@ -714,7 +714,9 @@ def checkpoint_dataset_split(config: Mapping[str, Any]) -> tuple[Path, dict[str,
         hold the data the model was trained on.
     """
 
-    settings = {k: v for k, v in config.items() if k != "split"}
+    # "split" and "extra_train_dataset_dir" are records written by run_training, not settings
+    records = ("split", "extra_train_dataset_dir")
+    settings = {k: v for k, v in config.items() if k not in records}
     if settings.get("simulate") is not None:
         settings["dataset_dir"] = None  # the stored path is where it was simulated to
     settings = load_config(settings)
