@@ -199,7 +199,26 @@ def test_small_particles_inside_the_pixel_size_range_are_enlarged_but_lattice_te
     coarse = Analyzer(device="cpu", **settings)(texture, 0.5).info
     fine = Analyzer(device="cpu", **settings)(texture, 0.05).info
     assert coarse["particle_scale"]["blob_area_weighted_median_px"] < 35.0
-    assert coarse["resampling"]["resample"] and not fine["resampling"]["resample"]
+    assert "first_pass_n_particles" in coarse["particle_scale"]  # the blobs asked for a look
+    assert "first_pass_n_particles" not in fine.get("particle_scale", {})
+    assert not fine["resampling"]["resample"]
+
+
+def test_a_granular_support_is_not_taken_for_small_particles():
+    # large faint particles on a granular support: the Otsu blobs are support grains (about
+    # 16 px), but the network finds the particles at the image's own pixel size (seed 306 of
+    # benchmarks/edge_profiles.py, where enlarging gave over a thousand false particles)
+    from etem_helpers.pipeline import Analyzer
+    from etem_helpers.simulate import sample_params, simulate_micrograph
+
+    params = sample_params(np.random.default_rng(306), "lowmag", image_size_px=512)
+    sim = simulate_micrograph(params, seed=306)
+    result = Analyzer(device="cpu", size_estimator=None, faults=False, annotations=False)(
+        sim.image, params.pixel_size_nm)
+    scale = result.info["particle_scale"]
+    assert scale["blob_area_weighted_median_px"] < 20.0 and scale["n_blobs"] > 100
+    assert not result.info["resampling"]["resample"]
+    assert abs(int(result.labels.max()) - int(sim.labels.max())) <= 4
 
 
 def test_enlargement_stays_within_the_memory_budget():

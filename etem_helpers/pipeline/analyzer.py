@@ -49,6 +49,7 @@ from etem_helpers.preprocess.resample import (
     MIN_BLOBS_FOR_SIZE_ESTIMATE,
     MIN_RESAMPLED_SIDE_PX,
     area_weighted_median,
+    has_trained_sizes,
     map_to_grid,
     plan_by_estimated_size,
     plan_by_particle_size,
@@ -456,6 +457,16 @@ class Analyzer:
             enlarged = plan_for_small_particles(array.shape, pixel_size_nm, independent,
                                                 trained_px, self.card.pixel_size_range_nm)
             if enlarged is not None:
+                # a granular support also gives many small blobs: when the network, looking
+                # at the image as it is, finds particles of trained sizes, it is trusted
+                labels, probabilities = self._segment(array, pixel_size_nm, info, timer)
+                diameters = equivalent_diameters_px(labels)
+                info["particle_scale"].update(
+                    first_pass_n_particles=int(diameters.size),
+                    first_pass_median_diameter_px=(float(np.median(diameters))
+                                                   if diameters.size else None))
+                if has_trained_sizes(diameters, trained_px):
+                    return plan, (labels, probabilities)
                 return enlarged, None
         if refused is not None:
             raise refused

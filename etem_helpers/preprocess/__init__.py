@@ -7,6 +7,7 @@ all call these.
 from .normalize import Normalization, normalize_image
 from .resample import (
     ResamplingPlan,
+    has_trained_sizes,
     plan_by_estimated_size,
     plan_by_particle_size,
     plan_for_small_particles,
@@ -25,6 +26,7 @@ __all__ = [
     "normalize_image",
     "plan_by_estimated_size",
     "plan_by_particle_size",
+    "has_trained_sizes",
     "plan_for_small_particles",
     "plan_resampling",
     "resample_to_pixel_size",

@@ -247,6 +247,30 @@ def _positive(values) -> np.ndarray:
     return d[np.isfinite(d) & (d > 0)]
 
 
+def has_trained_sizes(diameters_px, diameter_range_px, *, min_particles: int = 3) -> bool:
+    """Whether a network's particles have the sizes (px) it was trained on.
+
+    Parameters
+    ----------
+    diameters_px : array_like of float
+        Equivalent diameters (px) of the particles a pass found.
+    diameter_range_px : (float, float)
+        The model's trained diameter range in pixels (``ModelCard.diameter_range_px``).
+    min_particles : int, optional
+        Fewest particles for a yes. Default 3.
+
+    Returns
+    -------
+    bool
+        At least ``min_particles`` particles and their median diameter inside the range.
+    """
+    d = _positive(diameters_px)
+    if d.size < max(int(min_particles), 1):
+        return False
+    low, high = (float(v) for v in diameter_range_px)
+    return bool(low <= float(np.median(d)) <= high)
+
+
 def plan_by_particle_size(
     image_shape, pixel_size_nm: float, diameters_px, diameter_range_px, *,
     independent_diameters_px=None, min_particles: int = 3,
@@ -289,13 +313,11 @@ def plan_by_particle_size(
         median is inside the range; None when there are too few particles or a median is
         outside the range (then resample by pixel size: :func:`plan_resampling`).
     """
+    if not has_trained_sizes(diameters_px, diameter_range_px, min_particles=min_particles):
+        return None
     d = _positive(diameters_px)
     low, high = (float(v) for v in diameter_range_px)
-    if d.size < max(int(min_particles), 1):
-        return None
     median = float(np.median(d))
-    if not low <= median <= high:
-        return None
     independent = _positive([] if independent_diameters_px is None else independent_diameters_px)
     if (independent.size >= max(int(min_particles), 1)
             and area_weighted_median(independent) < SMALL_BLOB_FACTOR * low):
