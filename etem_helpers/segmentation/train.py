@@ -460,6 +460,28 @@ def _concat_training_sets(parts: Sequence[Any]):
     return _Concat(list(parts))
 
 
+def _training_set(config: Mapping[str, Any], dataset_dir: Path, train_ids: Sequence[str],
+                  extra_dir: Path | None, common: Mapping[str, Any]):
+    """Random training crops of the main dataset's training split, then of ``extra_dir``'s images.
+
+    ``common`` holds the :class:`SegmentationDataset` settings shared with validation (tile size,
+    resampling, normalisation, seed); the training-only images draw their crops with seed + 1.
+    """
+    random_crops = dict(
+        mode="random",
+        tiles_per_image=int(config["tiles_per_image"]),
+        augment=bool(config["augment"]),
+        blur_probability=float(config["blur_probability"]),
+        max_blur_sigma_px=float(config["max_blur_sigma_px"]),
+    )
+    main = SegmentationDataset(dataset_dir, train_ids, **random_crops, **common)
+    if extra_dir is None:
+        return main
+    extra = SegmentationDataset(extra_dir, None, **random_crops,
+                                **{**common, "seed": int(common["seed"]) + 1})
+    return _concat_training_sets([main, extra])
+
+
 def tune_on_validation(
     model,
     normalization: Normalization,
@@ -581,29 +603,8 @@ def run_training(
         normalize=config["normalize"],
         seed=seed,
     )
-    train_set = SegmentationDataset(
-        dataset_dir,
-        split["train"],
-        mode="random",
-        tiles_per_image=int(config["tiles_per_image"]),
-        augment=bool(config["augment"]),
-        blur_probability=float(config["blur_probability"]),
-        max_blur_sigma_px=float(config["max_blur_sigma_px"]),
-        **common,
-    )
     extra_dir = _prepare_extra_train_dataset(config, progress=progress)
-    if extra_dir is not None:
-        extra_set = SegmentationDataset(
-            extra_dir,
-            None,
-            mode="random",
-            tiles_per_image=int(config["tiles_per_image"]),
-            augment=bool(config["augment"]),
-            blur_probability=float(config["blur_probability"]),
-            max_blur_sigma_px=float(config["max_blur_sigma_px"]),
-            **{**common, "seed": seed + 1},
-        )
-        train_set = _concat_training_sets([train_set, extra_set])
+    train_set = _training_set(config, dataset_dir, split["train"], extra_dir, common)
     loader_kwargs = dict(batch_size=int(config["batch_size"]), num_workers=int(config["num_workers"]))
     train_loader = DataLoader(
         train_set, shuffle=True, generator=torch.Generator().manual_seed(seed), **loader_kwargs
