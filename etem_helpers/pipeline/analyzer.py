@@ -407,7 +407,9 @@ class Analyzer:
         Inside the model's pixel-size range the image is used as it is, unless its particles,
         sized without the network (:func:`blob_diameters_px`), are smaller than twice the
         model's smallest trained size in px: then it is enlarged by :func:`plan_by_estimated_size`
-        (within the range). A *coarser* image is
+        (within the range), unless the network, looking at the image as it is, finds particles of
+        its trained sizes (:func:`has_trained_sizes`; a granular support also gives small blobs),
+        in which case that pass is the result. A *coarser* image is
         first segmented at its own pixel size (``scale="particles"``, the model card knowing
         its trained particle sizes in px): when the particles found there have trained sizes,
         that pass is the result and nothing is resampled. Otherwise it is resampled so that
