@@ -418,17 +418,23 @@ def _check_extra_train_settings(config: Mapping[str, Any], origin: str) -> None:
         )
 
 
+def _simulated_dataset(settings: Mapping[str, Any], seed: int, *, progress: bool) -> Path:
+    """:func:`ensure_dataset` from a config's simulator settings (``n_images``, ``out_dir``, ...)."""
+    settings = dict(settings)
+    out_dir = settings.pop("out_dir")
+    n_images = int(settings.pop("n_images"))
+    settings.setdefault("progress", progress)
+    return ensure_dataset(out_dir, n_images, seed=int(seed), **settings).path
+
+
 def _prepare_dataset(config: Mapping[str, Any], *, progress: bool = True) -> Path:
     """Dataset directory from the config, simulated first unless the same one is there already."""
     if config["dataset_dir"] is not None:
         return Path(config["dataset_dir"])
-    settings = dict(config["simulate"])
+    settings = config["simulate"]
     if "out_dir" not in settings or "n_images" not in settings:
         raise ValueError("'simulate' in the config needs at least 'n_images' and 'out_dir'.")
-    out_dir = settings.pop("out_dir")
-    n_images = int(settings.pop("n_images"))
-    settings.setdefault("progress", progress)
-    return ensure_dataset(out_dir, n_images, seed=int(config["seed"]), **settings).path
+    return _simulated_dataset(settings, config["seed"], progress=progress)
 
 
 def _prepare_extra_train_dataset(config: Mapping[str, Any], *, progress: bool = True) -> Path | None:
@@ -437,11 +443,8 @@ def _prepare_extra_train_dataset(config: Mapping[str, Any], *, progress: bool = 
     if settings is None:
         return None
     settings = dict(settings)
-    out_dir = settings.pop("out_dir")
-    n_images = int(settings.pop("n_images"))
-    seed = int(settings.pop("seed"))
-    settings.setdefault("progress", progress)
-    return ensure_dataset(out_dir, n_images, seed=seed, **settings).path
+    seed = settings.pop("seed")
+    return _simulated_dataset(settings, seed, progress=progress)
 
 
 def _concat_training_sets(parts: Sequence[Any]):
